@@ -1,0 +1,46 @@
+"""Plain nn.Module builders. Models know nothing about parametrizations: they take a width
+multiplier (and, for attention, a logit scale as a plain number) and build ordinary modules.
+
+Every model module exposes a config dataclass (its Hydra schema) and
+``build(cfg, spec: DataSpec, attn_scale: float | None) -> nn.Module``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    """Schema fields every model shares; each model module subclasses it as ``Config``."""
+
+    name: str = MISSING
+    width_mult: float = 1.0  # ζ: every growing dimension is base_width-proportional × ζ
+    base_width: int = MISSING  # the width at ζ = 1 (MLP 16, VGG 4, ViT/Transformer 32)
+
+MODELS = {
+    "mlp": "mupbench.models.mlp",
+    "vgg": "mupbench.models.vgg",
+    "vit": "mupbench.models.vit",
+    "transformer": "mupbench.models.transformer",
+}
+
+
+def model_module(name: str):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return importlib.import_module(MODELS[name])
+
+
+def scaled(base: int, width_mult: float) -> int:
+    """``base * width_mult`` as an integer width; a fractional width is a config error."""
+    width = base * width_mult
+    if width < 1 or abs(width - round(width)) > 1e-9:
+        raise ValueError(
+            f"model.width_mult={width_mult:g} gives a width of {width:g} (base {base}); "
+            f"pick a width_mult that makes every width a positive integer"
+        )
+    return int(round(width))
