@@ -1,0 +1,176 @@
+"""The parametrization engine: per-parameter init std and learning rate, computed from outside.
+
+Roles are inferred by comparing every parameter of the target model with the same parameter
+of the ζ = 1 model (built on the meta device): a dimension that differs grows with width.
+The rules (SPEC §1.2) are base-width normalised, so at ζ = 1 every parametrization gives the
+same numbers and μP is bitwise SP. Nothing is stored on tensors: the plan is recomputed from
+(model, base model, config) whenever it is needed, so it survives checkpoints and wrappers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from torch import nn
+
+PARAMETRIZATIONS = ("sp", "mup", "ntk", "mf")
+OPTIMIZERS = ("adam", "sgd")
+ATTN_SCALES = ("default", "sp", "mup", "paper")
+TOKEN_STD = 0.02  # class token and token embedding (SPEC §1.2), the same in every parametrization
+
+_MATRIX_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORM_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass(frozen=True)
+class ParamPlan:
+    """Everything the engine decided about one parameter."""
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str  # weight | bias | norm_weight | norm_bias | embedding | token
+    role: str  # input | hidden | output | scalar
+    fan_in: int
+    fan_out: int
+    base_fan_in: int
+    base_fan_out: int
+    init: str  # normal | zeros | ones
+    init_std: float
+    lr_mult: float  # the parameter's learning rate is lr_mult × k
+
+
+def _kind_and_fans(module: nn.Module, pname: str, p: torch.Tensor, kernel_fan_in: bool) -> tuple[str, int, int]:
+    """The parameter's kind and its (fan-in, fan-out), by the module that owns it (SPEC §1.1)."""
+    if isinstance(module, _MATRIX_MODULES) and pname == "weight":
+        fan_in = p.shape[1] * (math.prod(p.shape[2:]) if kernel_fan_in else 1)
+        return "weight", fan_in, p.shape[0]
+    if isinstance(module, nn.Embedding) and pname == "weight":
+        return "embedding", p.shape[0], p.shape[1]  # a V×d table: fan-in V, fan-out d
+    if isinstance(module, _NORM_MODULES):
+        return ("norm_weight" if pname == "weight" else "norm_bias"), 1, p.numel()
+    if pname == "bias" or p.dim() == 1:
+        return "bias", 1, p.numel()
+    return "token", 1, p.numel()  # a free parameter such as a class token
+
+
+def _role(grows_in: bool, grows_out: bool) -> str:
+    return {(False, True): "input", (True, True): "hidden", (True, False): "output", (False, False): "scalar"}[
+        (grows_in, grows_out)
+    ]
+
+
+def _matrix_std(param: str, role: str, c: float, n: int, n0: int) -> float:
+    """Init std of a weight matrix: c/√n everywhere, except the μP (and MF) readout c·√n0/n."""
+    if role == "output" and param in ("mup", "mf"):
+        return c * math.sqrt(n0) / n
+    return c / math.sqrt(n)
+
+
+def _lr_mult(param: str, optimizer: str, role: str, n: int, n0: int, m: int, m0: int) -> float:
+    """The learning-rate multiplier of SPEC §1.2 (base-normalised: exactly 1 at ζ = 1)."""
+    vector_like = role in ("input", "scalar")
+    if param == "sp":
+        return 1.0
+    if param == "mup" and optimizer == "adam":
+        return 1.0 if vector_like else n0 / n
+    if param == "mup" and optimizer == "sgd":
+        return {"input": m / m0, "scalar": m / m0, "hidden": 1.0, "output": n0 / n}[role]
+    if param == "ntk" and optimizer == "adam":
+        return math.sqrt(n0 / n)
+    if param == "mf" and optimizer == "adam":
+        return 1.0 if role == "output" else math.sqrt(n / n0)
+    raise ValueError(f"parametrization {param!r} has no rule for optimizer={optimizer}; use optimizer=adam")
+
+
+def _owned_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Module, str, torch.Tensor]]:
+    for mod_name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            yield (f"{mod_name}.{pname}" if mod_name else pname), module, pname, p
+
+
+def make_plan(
+    model: nn.Module, base_model: nn.Module, param: str, optimizer: str, init_scale: float, kernel_fan_in: bool = False
+) -> list[ParamPlan]:
+    """Decide the init and learning-rate multiplier of every parameter of ``model``.
+
+    ``base_model`` is the same architecture at ζ = 1 (meta device is fine: only shapes are read).
+    """
+    if param not in PARAMETRIZATIONS:
+        raise ValueError(f"unknown parametrization {param!r}; choose one of {PARAMETRIZATIONS}")
+    base = {name: (module, pname, p) for name, module, pname, p in _owned_parameters(base_model)}
+    plan = []
+    for name, module, pname, p in _owned_parameters(model):
+        if name not in base:
+            raise ValueError(f"parameter {name} has no counterpart in the ζ = 1 model; the two must share a structure")
+        kind, n, m = _kind_and_fans(module, pname, p, kernel_fan_in)
+        _, n0, m0 = _kind_and_fans(*base[name], kernel_fan_in)
+        role = _role(n != n0, m != m0)
+        if kind == "weight":
+            init, std = "normal", _matrix_std(param, role, init_scale, n, n0)
+        elif kind in ("embedding", "token"):
+            init, std = "normal", TOKEN_STD
+        elif kind == "norm_weight":
+            init, std = "ones", 0.0
+        else:
+            init, std = "zeros", 0.0
+        lr_mult = _lr_mult(param, optimizer, role, n, n0, m, m0)
+        plan.append(ParamPlan(name, tuple(p.shape), kind, role, n, m, n0, m0, init, std, lr_mult))
+    return plan
+
+
+@torch.no_grad()
+def initialize(model: nn.Module, plan: list[ParamPlan], generator: torch.Generator) -> None:
+    """Overwrite every parameter from the plan, in plan order, drawing from ``generator``
+    (which lives on the parameters' device)."""
+    params = dict(model.named_parameters())
+    for entry in plan:
+        p = params[entry.name]
+        if entry.init == "normal":
+            p.normal_(0.0, entry.init_std, generator=generator)
+        elif entry.init == "ones":
+            p.fill_(1.0)
+        else:
+            p.zero_()
+
+
+def param_groups(model: nn.Module, plan: list[ParamPlan], lr: float) -> list[dict]:
+    """torch.optim parameter groups: one per distinct learning rate (fewer groups, faster foreach)."""
+    params = dict(model.named_parameters())
+    groups: dict[float, dict] = {}
+    for entry in plan:
+        g = groups.setdefault(entry.lr_mult, {"params": [], "names": [], "lr": lr * entry.lr_mult, "lr_mult": entry.lr_mult})
+        g["params"].append(params[entry.name])
+        g["names"].append(entry.name)
+    return list(groups.values())
+
+
+def attention_scale(rule: str, param: str, d_head: int, d_head0: int, d_model: int) -> float:
+    """The attention logit scale (SPEC §1.3).
+
+    ``default`` follows the parametrization: SP 1/√d_head; μP (and MF, NTK) the base-equivalent
+    √d_head0/d_head, which equals SP at ζ = 1. ``paper`` is the paper code's 1/d_model.
+    """
+    if rule == "default":
+        rule = "sp" if param == "sp" else "mup"
+    if rule == "sp":
+        return 1.0 / math.sqrt(d_head)
+    if rule == "mup":
+        return math.sqrt(d_head0) / d_head
+    if rule == "paper":
+        return 1.0 / d_model
+    raise ValueError(f"unknown attention scale {rule!r}; choose one of {ATTN_SCALES}")
+
+
+def format_plan(plan: list[ParamPlan], lr: float) -> str:
+    """The per-parameter table: name, shape, role, init, learning rate."""
+    rows = [("parameter", "shape", "kind", "role", "fan_in", "fan_out", "init", "lr")]
+    for e in plan:
+        init = f"N(0, {e.init_std:.4g})" if e.init == "normal" else e.init
+        rows.append((e.name, "×".join(map(str, e.shape)), e.kind, e.role, str(e.fan_in), str(e.fan_out), init, f"{lr * e.lr_mult:.4g}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
