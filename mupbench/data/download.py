@@ -13,8 +13,9 @@ import os
 import tarfile
 import tempfile
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import BinaryIO, Iterable, Iterator, Optional
 
 from mupbench.data import DataError
 
@@ -43,22 +44,29 @@ def digest(path: Path, algo: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def _save(chunks: Iterable[bytes], dest: Path, algo: str, want: str, what: str) -> None:
-    """Stream ``chunks`` into a temp file beside ``dest``; rename it to ``dest`` only if its digest is ``want``."""
+@contextmanager
+def atomic_write(dest: Path) -> Iterator[BinaryIO]:
+    """A temp file beside ``dest``, renamed to ``dest`` only if the block succeeds (removed if not)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        h = hashlib.new(algo)
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != want:
-            raise DataError(f"{what} has {algo} {h.hexdigest()}, expected {want}; it was discarded, try again")
+        with os.fdopen(fd, "wb") as f:
+            yield f
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _save(chunks: Iterable[bytes], dest: Path, algo: str, want: str, what: str) -> None:
+    """Stream ``chunks`` to ``dest``, which appears only if their digest is ``want``."""
+    h = hashlib.new(algo)
+    with atomic_write(dest) as out:
+        for chunk in chunks:
+            h.update(chunk)
+            out.write(chunk)
+        if h.hexdigest() != want:
+            raise DataError(f"{what} has {algo} {h.hexdigest()}, expected {want}; it was discarded, try again")
 
 
 def _read_chunks(f) -> Iterable[bytes]:
