@@ -1,6 +1,6 @@
 """The VGG, ViT and Transformer LM against SPEC §2: parameter counts at every swept width (built on
 the meta device, checked against closed forms derived here from the SPEC's description), shapes,
-dropout, causality and the attention logit scale."""
+dropout, causality, the attention logit scale, and what the parametrization engine makes of them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 
+from mupbench import parametrization as P
 from mupbench.data import DataSpec
 from mupbench.models import transformer, vgg, vit
 from mupbench.models.layers import SelfAttention, sinusoids
@@ -260,3 +261,63 @@ def test_hydra_option_composes_onto_the_schema(module):
     spec = TOKENS if module is transformer else IMAGES
     with torch.device("meta"):
         assert sum(p.numel() for p in module.build(cfg, spec, None).parameters()) == count(module, spec, width_mult=2)
+
+
+# The parametrization engine on these models: roles come from shapes alone, and at ζ = 1 μP is SP.
+FIRST_LAYERS = {"stages.0.0.weight", "patch.weight", "tok_emb.weight", "cls_token"}
+MODELS = [(vgg, IMAGES, {}), (vit, IMAGES, {}), (vit, IMAGES, {"attn_out_proj": True}), (transformer, TOKENS, {})]
+MODEL_IDS = ["vgg", "vit", "vit-wo", "transformer"]
+
+
+def expected_role(name: str) -> str:
+    """One rule for all three models: the readout is output (its bias a fixed-size scalar), the
+    first layer and every vector are input, every other matrix is hidden."""
+    if name.startswith("head."):
+        return "output" if name.endswith("weight") else "scalar"
+    if name in FIRST_LAYERS or name.endswith(".bias") or ".ln" in name or name.startswith("ln_f."):
+        return "input"
+    return "hidden"
+
+
+@pytest.mark.parametrize("module, spec, fields", MODELS, ids=MODEL_IDS)
+def test_engine_infers_roles(module, spec, fields):
+    with torch.device("meta"):
+        model = module.build(module.Config(width_mult=2, **fields), spec, None)
+        base = module.build(module.Config(**fields), spec, None)
+    plan = P.make_plan(model, base, "mup", "adam", 0.1)
+    assert [e.name for e in plan] and {e.name for e in plan} == {n for n, _ in model.named_parameters()}
+    assert {e.name: e.role for e in plan} == {e.name: expected_role(e.name) for e in plan}
+    tokens_ = {e.name: (e.kind, e.init_std) for e in plan if e.name in ("cls_token", "tok_emb.weight")}
+    assert all(kind in ("token", "embedding") and std == P.TOKEN_STD for kind, std in tokens_.values())
+    # not vacuous: past the base width μP moves hidden and output learning rates
+    assert {e.lr_mult for e in plan if e.role in ("hidden", "output")} == {0.5}
+
+
+def lrs_by_name(model, plan, lr):
+    return {name: g["lr"] for g in P.param_groups(model, plan, lr) for name in g["names"]}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("module, spec, fields", MODELS, ids=MODEL_IDS)
+def test_mup_is_sp_at_base_width(module, spec, fields, optimizer):
+    """Same init from the same generator, the same per-parameter lr, the same attention scale,
+    hence the same outputs, bit for bit."""
+    cfg = module.Config(**fields)
+    d_head = cfg.base_width // getattr(cfg, "heads", 1)
+    with torch.device("meta"):
+        base = module.build(cfg, spec, None)
+    outputs, states, lrs = [], [], []
+    batch = tokens(length=16) if spec is TOKENS else images()
+    for param in ("sp", "mup"):
+        scale = P.attention_scale("default", param, d_head, d_head, cfg.base_width)
+        model = module.build(cfg, spec, scale).eval()
+        plan = P.make_plan(model, base, param, optimizer, 0.1)
+        P.initialize(model, plan, torch.Generator().manual_seed(0))
+        states.append(model.state_dict())
+        lrs.append(lrs_by_name(model, plan, 1e-3))
+        with torch.no_grad():
+            outputs.append(model(batch))
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert lrs[0] == lrs[1] and set(lrs[0].values()) == {1e-3}
+    assert torch.equal(outputs[0], outputs[1])
