@@ -1,0 +1,187 @@
+"""Run records → one tidy DataFrame (a row per run), from ``result.json`` files alone.
+
+A sweep dir is searched recursively for ``result.json``; directory names are never parsed. A run
+dir that holds ``metrics.csv`` or ``checkpoint.pt`` but no ``result.json`` is *unfinished*; a
+``result.json`` that cannot be read is *unreadable*; combinations of the observed grid with no
+record at all are *missing*. All three are reported, none is fatal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+# what identifies a curve (one parametrization of one setup under one optimizer)
+GROUP = ["setup", "parametrization", "optimizer"]
+# ... a cell of the grid, and a single run
+CELL = GROUP + ["width_mult", "lr"]
+RUN = CELL + ["seed"]
+LOSSES = ["min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss"]
+STATUSES = ("completed", "diverged", "failed")
+
+COLUMNS = {  # column -> dtype of the tidy frame, in this order
+    "setup": "string", "model": "string", "dataset": "string", "parametrization": "string",
+    "optimizer": "string", "width_mult": "float64", "width": "Int64", "lr": "float64", "seed": "Int64",
+    "status": "string", "num_params": "Int64", "steps": "Int64", "steps_done": "Int64",
+    **{c: "float64" for c in LOSSES}, "diverged_step": "Int64", "wall_time_s": "float64",
+    "steps_per_s": "float64", "error": "string", "started_at": "string", "finished_at": "string",
+    "device": "string", "run_dir": "string", "config": "string",
+}
+
+
+class RecordError(ValueError):
+    """The inputs hold no usable run record (a bad path, nothing found)."""
+
+
+@dataclass
+class Sweep:
+    """Every run record found under some sweep dirs, plus what could not be used."""
+
+    runs: pd.DataFrame  # one row per result.json, columns COLUMNS
+    unfinished: list[str] = field(default_factory=list)  # run dirs without result.json
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    duplicates: int = 0  # records of an already-seen run that were dropped
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "failed"]
+
+    def missing(self) -> pd.DataFrame:
+        """Runs of the observed grid (per setup/parametrization/optimizer: every ζ × k × seed
+        seen anywhere in it) that have no record."""
+        return missing_runs(self.runs)
+
+    def problems(self) -> list[str]:
+        """One line per thing worth knowing before trusting the numbers."""
+        lines = [f"unfinished (no result.json): {d}" for d in self.unfinished]
+        lines += [f"unreadable: {p}: {why}" for p, why in self.unreadable]
+        for row in self.failed.itertuples():
+            lines.append(f"failed: {row.run_dir}: {row.error or 'no error recorded'}")
+        miss = self.missing()
+        if len(miss):
+            lines.append(f"missing: {len(miss)} run(s) of the observed grid have no record")
+        if self.duplicates:
+            lines.append(f"duplicates: {self.duplicates} record(s) of an already-recorded run dropped")
+        return lines
+
+    def summary(self) -> str:
+        counts = self.runs["status"].value_counts()
+        parts = [f"{counts.get(s, 0)} {s}" for s in STATUSES]
+        parts += [f"{len(self.unfinished)} unfinished", f"{len(self.missing())} missing"]
+        return f"{len(self.runs)} run records: " + ", ".join(parts)
+
+
+def _row(record: dict, path: Path) -> dict:
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    absent = [k for k in ("setup", "parametrization", "width_mult", "lr", "seed", "status") if k not in record]
+    if absent:
+        raise ValueError(f"lacks {', '.join(absent)}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"status {record['status']!r} is not one of {', '.join(STATUSES)}")
+    row = {k: record.get(k) for k in COLUMNS}
+    row["optimizer"] = record.get("optimizer") or "adam"
+    row["device"] = (record.get("env") or {}).get("device")
+    row["config"] = json.dumps(record.get("config"), sort_keys=True) if record.get("config") is not None else None
+    row["run_dir"] = str(path.parent)
+    return row
+
+
+def _tidy(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col, dtype in COLUMNS.items():  # JSON null -> NaN/NA; the frame's dtypes never depend on the data
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(dtype) if dtype != "string" else df[col].astype(dtype)
+    return df
+
+
+def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
+    """Load every run record under one or more sweep dirs (searched recursively)."""
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    if not paths:
+        raise RecordError("no sweep dir given")
+    rows, unreadable, seen, unfinished = [], [], set(), []
+    for root in paths:
+        if not root.is_dir():
+            raise RecordError(f"{root} is not a directory")
+        for path in sorted(root.rglob("result.json")):
+            seen.add(path.parent.resolve())
+            try:
+                rows.append(_row(json.loads(path.read_text()), path))
+            except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+                unreadable.append((str(path), str(e).splitlines()[0] if str(e) else type(e).__name__))
+        for marker in ("metrics.csv", "checkpoint.pt"):
+            for path in sorted(root.rglob(marker)):
+                run_dir = path.parent.resolve()
+                if run_dir not in seen:
+                    seen.add(run_dir)
+                    unfinished.append(str(path.parent))
+    runs = _tidy(rows)
+    before = len(runs)
+    runs = _dedupe(runs)
+    return Sweep(runs=runs, unfinished=unfinished, unreadable=unreadable, duplicates=before - len(runs))
+
+
+def _dedupe(runs: pd.DataFrame) -> pd.DataFrame:
+    """One record per run: a finished record beats a failed one, then the latest wins."""
+    if runs.empty:
+        return runs
+    rank = (runs["status"] == "failed").astype(int)
+    order = runs.assign(_rank=rank).sort_values(["_rank", "finished_at"], ascending=[True, False], na_position="last")
+    return order.drop_duplicates(RUN).drop(columns="_rank").sort_values(RUN).reset_index(drop=True)
+
+
+def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Just the tidy runs table of :func:`load_sweep`."""
+    return load_sweep(paths).runs
+
+
+def missing_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Grid points (ζ × k × seed observed within each group) that have no record."""
+    out = []
+    for key, g in runs.groupby(GROUP, observed=True, sort=True):
+        grid = pd.MultiIndex.from_product(
+            [sorted(g["width_mult"].unique()), sorted(g["lr"].unique()), sorted(g["seed"].unique())],
+            names=["width_mult", "lr", "seed"],
+        ).to_frame(index=False)
+        have = g[["width_mult", "lr", "seed"]].astype({"seed": "int64"})
+        grid = grid.astype({"seed": "int64"}).merge(have, how="left", indicator=True)
+        gone = grid[grid["_merge"] == "left_only"].drop(columns="_merge")
+        out.append(gone.assign(**dict(zip(GROUP, key))))
+    cols = GROUP + ["width_mult", "lr", "seed"]
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+
+
+def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run's ``metrics.csv`` as one long frame (the run's RUN key + step, train/val loss)."""
+    frames = []
+    for row in runs.itertuples(index=False):
+        path = Path(row.run_dir) / "metrics.csv"
+        if path.is_file():
+            m = pd.read_csv(path)
+            frames.append(m.assign(**{k: getattr(row, k) for k in RUN + ["status"]}))
+    cols = RUN + ["status", "step", "train_loss", "val_loss", "elapsed_s"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def save_runs(runs: pd.DataFrame, path: str | Path) -> Path:
+    """Write the runs table as parquet (``.parquet``) or CSV (anything else)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        runs.to_parquet(path, index=False)
+    else:
+        runs.to_csv(path, index=False)
+    return path
+
+
+def read_runs(path: str | Path) -> pd.DataFrame:
+    """Read a table written by :func:`save_runs`, with the same dtypes."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(f"{path} does not exist")
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=True)
+    return _tidy(df.to_dict("records"))

@@ -1,0 +1,149 @@
+"""Does the optimal learning rate transfer across widths?
+
+- :func:`optimal_lr`: per (setup, parametrization, optimizer, ζ) the optimal k as the argmin of the
+  seed mean and from a quadratic fit of log loss in log10 k around it, with a bootstrap CI over
+  seeds;
+- :func:`optimum_drift`: how far that optimum moves between the narrowest and the widest network
+  (decades) and per doubling of ζ;
+- :func:`wider_is_better`: the share of k values at which the loss falls monotonically with ζ.
+
+A diverged run counts as +inf loss (so a cell with one is never the optimum); failed runs are
+ignored (see :mod:`mupbench.analysis.aggregate`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import seed_stats
+from .records import GROUP
+
+
+def fit_optimum(log_k: np.ndarray, loss: np.ndarray, window: int = 1, log_loss: bool = True) -> tuple[float, bool]:
+    """The minimiser in ``log_k`` of a parabola through the ``2·window + 1`` grid points around the
+    argmin of ``loss`` (fitted to ``log(loss)`` by default). Returns ``(x, fitted)``; when no
+    honest fit exists (the argmin lies on the grid's edge, fewer than 3 finite points, a parabola
+    that opens downwards) it returns the argmin itself and ``fitted=False``. NaN if no point is
+    finite."""
+    log_k, loss = np.asarray(log_k, float), np.asarray(loss, float)
+    finite = np.isfinite(loss)
+    if not finite.any():
+        return math.nan, False
+    i = int(np.argmin(np.where(finite, loss, np.inf)))
+    if i == 0 or i == len(loss) - 1:
+        return float(log_k[i]), False
+    sl = slice(max(i - window, 0), i + window + 1)
+    x, y = log_k[sl], loss[sl]
+    keep = np.isfinite(y) & ((y > 0) if log_loss else True)
+    if keep.sum() < 3:
+        return float(log_k[i]), False
+    a, b, _ = np.polyfit(x[keep], np.log(y[keep]) if log_loss else y[keep], 2)
+    if not a > 0:
+        return float(log_k[i]), False
+    return float(np.clip(-b / (2 * a), log_k[i - 1], log_k[i + 1])), True
+
+
+def _loss_matrix(g: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(k grid, seeds × k losses): diverged = +inf, failed/absent = NaN."""
+    status = g["status"].astype(str)
+    value = g[metric].astype(float).where(status == "completed")
+    value = value.where(status != "diverged", math.inf)
+    m = g.assign(_v=value).pivot_table(index="seed", columns="lr", values="_v", aggfunc="first", dropna=False)
+    return m.columns.to_numpy(float), m.to_numpy(float)
+
+
+def _seed_mean(matrix: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column (every run failed)
+        return np.nanmean(matrix, axis=0)
+
+
+def optimal_lr(runs: pd.DataFrame, metric: str = "min_train_loss", window: int = 1, n_boot: int = 200,
+               ci: float = 0.95, seed: int = 0, log_loss: bool = True) -> pd.DataFrame:
+    """Per (setup, parametrization, optimizer, ζ): ``lr_argmin`` (with its seed-mean
+    ``loss_argmin``), ``lr_fit`` (the quadratic-fit optimum; ``fitted`` says whether a fit was
+    possible), ``lr_lo``/``lr_hi`` (bootstrap CI of the fit optimum: seeds resampled with
+    replacement, jointly across k) and ``n_seeds``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for key, g in runs.groupby(GROUP + ["width_mult"], observed=True, sort=True):
+        lrs, matrix = _loss_matrix(g, metric)
+        log_k = np.log10(lrs)
+        mean = _seed_mean(matrix)
+        x_fit, fitted = fit_optimum(log_k, mean, window, log_loss)
+        finite = np.isfinite(mean)
+        i = int(np.argmin(np.where(finite, mean, np.inf))) if finite.any() else None
+        boots = []
+        for _ in range(n_boot if len(matrix) > 1 else 0):
+            sample = matrix[rng.integers(0, len(matrix), len(matrix))]
+            boots.append(fit_optimum(log_k, _seed_mean(sample), window, log_loss)[0])
+        boots = np.array([b for b in boots if np.isfinite(b)])
+        lo, hi = (np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2]) if len(boots) else (x_fit, x_fit))
+        rows.append({
+            **dict(zip(GROUP + ["width_mult"], key)),
+            "lr_argmin": lrs[i] if i is not None else math.nan,
+            "loss_argmin": mean[i] if i is not None else math.nan,
+            "lr_fit": 10**x_fit, "lr_lo": 10**lo, "lr_hi": 10**hi, "fitted": fitted,
+            "n_seeds": int(len(matrix)), "metric": metric,
+        })
+    return pd.DataFrame(rows)
+
+
+def optimum_drift(opt: pd.DataFrame, basis: str = "lr_fit") -> pd.DataFrame:
+    """Per (setup, parametrization, optimizer): the optimal k at the narrowest and widest ζ, the
+    drift between them in decades (``log10 k*(ζmax) − log10 k*(ζmin)``; negative = to the left),
+    that drift spread over the doublings in between, and the least-squares slope of
+    ``log10 k*`` against ``log2 ζ`` over every width (decades per doubling)."""
+    rows = []
+    for key, g in opt.groupby(GROUP, observed=True, sort=True):
+        g = g[np.isfinite(g[basis].astype(float))].sort_values("width_mult")
+        if g.empty:
+            continue
+        x, y = np.log2(g["width_mult"].to_numpy(float)), np.log10(g[basis].to_numpy(float))
+        doublings = x[-1] - x[0]
+        rows.append({
+            **dict(zip(GROUP, key)),
+            "width_mult_min": g["width_mult"].iloc[0], "width_mult_max": g["width_mult"].iloc[-1],
+            "lr_opt_min": g[basis].iloc[0], "lr_opt_max": g[basis].iloc[-1],
+            "drift_decades": y[-1] - y[0],
+            "drift_per_doubling": (y[-1] - y[0]) / doublings if doublings > 0 else math.nan,
+            "slope_per_doubling": np.polyfit(x, y, 1)[0] if len(g) > 1 and doublings > 0 else math.nan,
+            "n_widths": len(g), "basis": basis,
+        })
+    return pd.DataFrame(rows)
+
+
+def wider_is_better(runs: pd.DataFrame, metric: str = "min_train_loss") -> pd.DataFrame:
+    """Per (setup, parametrization, optimizer): of the k values with a result at every ζ, how many
+    have a seed-mean objective that falls strictly at each step up in width (a diverged cell = +inf
+    never falls)."""
+    stats = seed_stats(runs, [metric])
+    col = f"{metric}_objective"
+    rows = []
+    for key, g in stats.groupby(GROUP, observed=True, sort=True):
+        table = g.pivot_table(index="width_mult", columns="lr", values=col, aggfunc="first", dropna=False).sort_index()
+        table = table.loc[:, table.notna().all()]
+        with np.errstate(invalid="ignore"):  # inf - inf
+            falls = (np.diff(table.to_numpy(float), axis=0) < 0).all(axis=0) if len(table) > 1 else np.zeros(table.shape[1], bool)
+        rows.append({
+            **dict(zip(GROUP, key)), "n_lr": table.shape[1], "n_monotone": int(falls.sum()),
+            "share": falls.mean() if table.shape[1] else math.nan,
+            "lr_monotone": [float(k) for k in table.columns[falls]], "metric": metric,
+        })
+    return pd.DataFrame(rows)
+
+
+def transfer_summary(runs: pd.DataFrame, metric: str = "min_train_loss", **kw) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per-width optima, per-group summary)``: the summary joins :func:`optimum_drift` (on the
+    fit and on the argmin) and :func:`wider_is_better`."""
+    opt = optimal_lr(runs, metric, **kw)
+    drift = optimum_drift(opt, "lr_fit")
+    arg = optimum_drift(opt, "lr_argmin")[GROUP + ["drift_decades", "slope_per_doubling"]]
+    summary = drift.drop(columns="basis").merge(arg, on=GROUP, suffixes=("", "_argmin"))
+    wide = wider_is_better(runs, metric)[GROUP + ["n_lr", "n_monotone", "share"]]
+    summary = summary.merge(wide.rename(columns={"share": "wider_is_better"}), on=GROUP, how="left")
+    return opt, summary.assign(metric=metric)
