@@ -1,10 +1,8 @@
 """California Housing: scikit-learn's features from the real file, the seeded 16,640/2,000/2,000 split."""
 
-import os
 import tarfile
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,26 +12,28 @@ from mupbench.data import DataError, DataSpec
 from mupbench.data import california_housing as ch
 from mupbench.data.download import digest
 
-SHARED = Path(os.environ.get("MUPBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-ROOT = SHARED / "california_housing"
-pytestmark = pytest.mark.skipif(not (ROOT / "cal_housing.data").is_file(), reason=f"shared test data not found at {SHARED}")
 CPU = torch.device("cpu")
 
 
-def _load(**kw):
-    return ch.load(ch.Config(root=str(ROOT), **kw), CPU)
+@pytest.fixture
+def root(shared_data):
+    return shared_data / "california_housing"
 
 
-def test_features_equal_scikit_learns_frame():
-    x, y = ch.derive(np.loadtxt(ROOT / "cal_housing.data", delimiter=","))
-    frame = np.loadtxt(ROOT / "california_housing.csv", delimiter=",", skiprows=1)
-    assert (ROOT / "california_housing.csv").read_text().splitlines()[0].split(",") == [*ch.FEATURES, "MedHouseVal"]
+def _load(root, **kw):
+    return ch.load(ch.Config(root=str(root), **kw), CPU)
+
+
+def test_features_equal_scikit_learns_frame(root):
+    x, y = ch.derive(np.loadtxt(root / "cal_housing.data", delimiter=","))
+    frame = np.loadtxt(root / "california_housing.csv", delimiter=",", skiprows=1)
+    assert (root / "california_housing.csv").read_text().splitlines()[0].split(",") == [*ch.FEATURES, "MedHouseVal"]
     np.testing.assert_array_equal(x, frame[:, :8])  # bit for bit
     np.testing.assert_array_equal(y, frame[:, 8])
 
 
-def test_load_raw():
-    s = _load()
+def test_load_raw(root):
+    s = _load(root)
     assert s.spec == DataSpec("regression", (8,), 1)
     assert [t.shape for t in s.train + s.val + s.test] == [(16640, 8), (16640, 1), (2000, 8), (2000, 1), (2000, 8), (2000, 1)]
     assert all(t.dtype == torch.float32 and t.device == CPU for t in s.train + s.val + s.test)
@@ -45,8 +45,8 @@ def test_load_raw():
     assert s.info["verified"] and s.info["sha256"] == ch.FILE_SHA256 and s.info["sizes"]["train"] == 16640
 
 
-def test_split_is_fixed_by_split_seed():
-    a, b, c = _load(split_seed=0), _load(split_seed=0), _load(split_seed=1)
+def test_split_is_fixed_by_split_seed(root):
+    a, b, c = _load(root, split_seed=0), _load(root, split_seed=0), _load(root, split_seed=1)
     assert all(torch.equal(u, v) for u, v in zip(a.train + a.val + a.test, b.train + b.val + b.test))
     assert not torch.equal(a.val[1], c.val[1])
     # the three splits partition the rows: the sorted targets are the same whichever the seed
@@ -54,8 +54,8 @@ def test_split_is_fixed_by_split_seed():
                        torch.cat([c.train[1], c.val[1], c.test[1]]).sort(0).values)
 
 
-def test_standardize_uses_train_statistics():
-    raw, s = _load(), _load(standardize=True)
+def test_standardize_uses_train_statistics(root):
+    raw, s = _load(root), _load(root, standardize=True)
     x = s.train[0].double()
     torch.testing.assert_close(x.mean(0), torch.zeros(8, dtype=torch.float64), atol=1e-5, rtol=0)
     torch.testing.assert_close(x.std(0, correction=0), torch.ones(8, dtype=torch.float64), atol=1e-5, rtol=0)
@@ -63,8 +63,8 @@ def test_standardize_uses_train_statistics():
     assert torch.equal(s.train[1], raw.train[1])  # the target stays raw
 
 
-def test_root_with_another_file_is_refused(tmp_path):
-    (tmp_path / "cal_housing.data").write_bytes((ROOT / "cal_housing.data").read_bytes().replace(b"\n", b"\r\n"))
+def test_root_with_another_file_is_refused(root, tmp_path):
+    (tmp_path / "cal_housing.data").write_bytes((root / "cal_housing.data").read_bytes().replace(b"\n", b"\r\n"))
     with pytest.raises(DataError, match=r"cal_housing.data has sha256 .*expected a2b44dcc"):
         ch.load(ch.Config(root=str(tmp_path)), CPU)
     s = ch.load(ch.Config(root=str(tmp_path), verify=False), CPU)  # explicit opt-out
@@ -85,11 +85,11 @@ def test_offline_without_a_copy(monkeypatch, tmp_path):
                             f"{tmp_path / 'california_housing' / 'cal_housing.tgz'} or set dataset.root=DIR holding cal_housing.data")
 
 
-def test_download_path_extracts_and_caches(monkeypatch, tmp_path):
+def test_download_path_extracts_and_caches(root, monkeypatch, tmp_path):
     archive = tmp_path / "src" / "cal_housing.tgz"
     archive.parent.mkdir()
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(ROOT / "cal_housing.data", arcname=ch.MEMBER)
+        tar.add(root / "cal_housing.data", arcname=ch.MEMBER)
     monkeypatch.setenv("MUPBENCH_DATA", str(tmp_path / "cache"))
     monkeypatch.setattr(ch, "URL", archive.as_uri())
     monkeypatch.setattr(ch, "ARCHIVE_SHA256", digest(archive))

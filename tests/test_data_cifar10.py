@@ -19,20 +19,23 @@ import torch
 from mupbench.data import DataError, DataSpec
 from mupbench.data import cifar10 as c
 
-SHARED = Path(os.environ.get("MUPBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-SUBSET = SHARED / "cifar10" / "subset_first1000"
-pytestmark = pytest.mark.skipif(not (SUBSET / c.FOLDER).is_dir(), reason=f"shared test data not found at {SHARED}")
 CPU = torch.device("cpu")
 
 
-def _subset(**kw):
-    return c.load(c.Config(root=str(SUBSET), verify=False, **kw), CPU)
+@pytest.fixture
+def subset(shared_data):
+    """The real first 1000 images of every file, in the usual layout (not the originals: verify=false)."""
+    return shared_data / "cifar10" / "subset_first1000"
+
+
+def _subset(subset, **kw):
+    return c.load(c.Config(root=str(subset), verify=False, **kw), CPU)
 
 
 @pytest.fixture
-def as_original(monkeypatch):
+def as_original(subset, monkeypatch):
     """Pretend the subset files are the originals: the manifest lists their md5."""
-    md5 = {f: hashlib.md5((SUBSET / c.FOLDER / f).read_bytes()).hexdigest() for f in c.MANIFEST}
+    md5 = {f: hashlib.md5((subset / c.FOLDER / f).read_bytes()).hexdigest() for f in c.MANIFEST}
     monkeypatch.setattr(c, "MANIFEST", md5)
     return md5
 
@@ -49,9 +52,9 @@ def _offline(monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
 
 
-def test_subset_layout_and_pixels(caplog):
+def test_subset_layout_and_pixels(subset, caplog):
     with caplog.at_level(logging.WARNING):
-        s = _subset()
+        s = _subset(subset)
     assert s.spec == DataSpec("classification", (3, 32, 32), 10)
     assert [len(t) for t in s.train + s.val + s.test] == [4000, 4000, 1000, 1000, 1000, 1000]  # 80/20 of 5000
     assert s.info["sizes"] == {"train": 4000, "val": 1000, "test": 1000}
@@ -67,28 +70,28 @@ def test_subset_layout_and_pixels(caplog):
     assert "data_batch_1 without checking its md5 (dataset.verify=false)" in caplog.text
 
 
-def test_split_is_seeded_and_partitions_the_train_files():
-    a, b, other = _subset(), _subset(), _subset(split_seed=1)
+def test_split_is_seeded_and_partitions_the_train_files(subset):
+    a, b, other = _subset(subset), _subset(subset), _subset(subset, split_seed=1)
     assert torch.equal(a.val[0], b.val[0]) and not torch.equal(a.val[1], other.val[1])
-    labels = np.concatenate([c._unpickle(SUBSET / c.FOLDER / f)[b"labels"] for f in c.TRAIN_FILES])
+    labels = np.concatenate([c._unpickle(subset / c.FOLDER / f)[b"labels"] for f in c.TRAIN_FILES])
     for s in (a, other):
         assert torch.equal(torch.cat([s.train[1], s.val[1]]).bincount(), torch.from_numpy(labels).bincount())
 
 
-def test_normalize_uses_train_statistics():
-    x = _subset(normalize=True).train[0].double()
+def test_normalize_uses_train_statistics(subset):
+    x = _subset(subset, normalize=True).train[0].double()
     torch.testing.assert_close(x.mean((0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-4, rtol=0)
     torch.testing.assert_close(x.std((0, 2, 3)), torch.ones(3, dtype=torch.float64), atol=1e-4, rtol=0)
 
 
-def test_files_that_differ_from_the_originals_are_refused_before_unpickling(unpickled):
+def test_files_that_differ_from_the_originals_are_refused_before_unpickling(subset, unpickled):
     with pytest.raises(DataError, match=r"data_batch_1 has md5 .*expected c99cafc152244af753f735de768cd75f.*dataset.verify=false"):
-        c.load(c.Config(root=str(SUBSET)), CPU)
+        c.load(c.Config(root=str(subset)), CPU)
     assert unpickled == []
 
 
-def test_a_corrupted_copy_is_refused_before_unpickling(tmp_path, as_original, unpickled):
-    shutil.copytree(SUBSET / c.FOLDER, tmp_path / c.FOLDER)
+def test_a_corrupted_copy_is_refused_before_unpickling(subset, tmp_path, as_original, unpickled):
+    shutil.copytree(subset / c.FOLDER, tmp_path / c.FOLDER)
     assert c.load(c.Config(root=str(tmp_path)), CPU).info["verified"]  # the intact copy passes
     assert len(unpickled) == 6
     unpickled.clear()
@@ -102,15 +105,15 @@ def test_a_corrupted_copy_is_refused_before_unpickling(tmp_path, as_original, un
     assert unpickled == []
 
 
-def test_missing_file(tmp_path):
-    shutil.copytree(SUBSET / c.FOLDER, tmp_path / c.FOLDER)
+def test_missing_file(subset, tmp_path):
+    shutil.copytree(subset / c.FOLDER, tmp_path / c.FOLDER)
     (tmp_path / c.FOLDER / "data_batch_3").unlink()
     with pytest.raises(DataError, match=r"data_batch_3 not found; dataset.root must hold cifar-10-batches-py/"):
         c.load(c.Config(root=str(tmp_path), verify=False), CPU)
 
 
-def test_unpickler_runs_no_code_even_unverified(tmp_path):
-    shutil.copytree(SUBSET / c.FOLDER, tmp_path / c.FOLDER)
+def test_unpickler_runs_no_code_even_unverified(subset, tmp_path):
+    shutil.copytree(subset / c.FOLDER, tmp_path / c.FOLDER)
     marker = tmp_path / "pwned"
     class Evil:
         def __reduce__(self):
@@ -122,14 +125,14 @@ def test_unpickler_runs_no_code_even_unverified(tmp_path):
     assert not marker.exists()
 
 
-def _archive(path: Path) -> Path:
+def _archive(subset: Path, path: Path) -> Path:
     with tarfile.open(path, "w") as tar:
-        tar.add(SUBSET / c.FOLDER, arcname=c.FOLDER)
+        tar.add(subset / c.FOLDER, arcname=c.FOLDER)
     return path
 
 
-def test_download_with_the_standard_library(monkeypatch, tmp_path, as_original):
-    archive = _archive(tmp_path / c.ARCHIVE)
+def test_download_with_the_standard_library(subset, monkeypatch, tmp_path, as_original):
+    archive = _archive(subset, tmp_path / c.ARCHIVE)
     monkeypatch.setenv("MUPBENCH_DATA", str(tmp_path / "cache"))
     monkeypatch.setitem(sys.modules, "torchvision", None)  # as if it were not installed
     monkeypatch.setattr(c, "URL", archive.as_uri())
@@ -153,12 +156,12 @@ def test_a_broken_torchvision_falls_back_to_the_standard_library(monkeypatch, tm
         c.load(c.Config(), CPU)
 
 
-def test_what_torchvision_extracts_is_verified_too(monkeypatch, tmp_path, as_original, unpickled):
+def test_what_torchvision_extracts_is_verified_too(subset, monkeypatch, tmp_path, as_original, unpickled):
     calls = []
 
     def download_and_extract_archive(url, download_root, filename, md5):
         calls.append((url, filename, md5))
-        with tarfile.open(_archive(tmp_path / c.ARCHIVE)) as tar:
+        with tarfile.open(_archive(subset, tmp_path / c.ARCHIVE)) as tar:
             tar.extractall(download_root, filter="data")
         (Path(download_root) / c.FOLDER / "test_batch").write_bytes(b"tampered")
 

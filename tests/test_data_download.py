@@ -14,10 +14,13 @@ import pytest
 from mupbench.data import DataError
 from mupbench.data.download import cache_dir, check_file, digest, extract, fetch
 
-SHARED = Path(os.environ.get("MUPBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-REAL = SHARED / "california_housing" / "cal_housing.data"
 REAL_SHA256 = "a2b44dcc7e1c9091b43c4f458b25cbd1f7e8068d08edd26bc4703108d3fa6214"
-pytestmark = pytest.mark.skipif(not REAL.is_file(), reason=f"shared test data not found at {SHARED}")
+
+
+@pytest.fixture
+def real(shared_data):
+    """A real file with a known sha256."""
+    return shared_data / "california_housing" / "cal_housing.data"
 
 
 def _offline(monkeypatch):
@@ -34,18 +37,18 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
     assert cache_dir() == Path("~/.cache/mupbench").expanduser()
 
 
-def test_fetch_downloads_verifies_and_then_uses_the_cache(monkeypatch, tmp_path):
+def test_fetch_downloads_verifies_and_then_uses_the_cache(real, monkeypatch, tmp_path):
     dest = tmp_path / "sub" / "cal_housing.data"
-    assert fetch(REAL.as_uri(), dest, sha256=REAL_SHA256) == dest
-    assert dest.read_bytes() == REAL.read_bytes()
+    assert fetch(real.as_uri(), dest, sha256=REAL_SHA256) == dest
+    assert dest.read_bytes() == real.read_bytes()
     assert os.listdir(dest.parent) == ["cal_housing.data"]  # no temp file left behind
     _offline(monkeypatch)  # a verified copy in place: no network needed
     assert fetch("https://unreachable.invalid/x", dest, sha256=REAL_SHA256) == dest
 
 
-def test_fetch_md5(tmp_path):
-    md5 = hashlib.md5(REAL.read_bytes()).hexdigest()
-    assert fetch(REAL.as_uri(), tmp_path / "f", md5=md5.upper()).is_file()
+def test_fetch_md5(real, tmp_path):
+    md5 = hashlib.md5(real.read_bytes()).hexdigest()
+    assert fetch(real.as_uri(), tmp_path / "f", md5=md5.upper()).is_file()
 
 
 def test_fetch_offline_says_what_to_do(monkeypatch, tmp_path):
@@ -60,18 +63,18 @@ def test_fetch_offline_says_what_to_do(monkeypatch, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_fetch_checksum_mismatch_keeps_nothing(tmp_path):
+def test_fetch_checksum_mismatch_keeps_nothing(real, tmp_path):
     dest = tmp_path / "f"
     with pytest.raises(DataError, match=f"has sha256 {REAL_SHA256}, expected 0+; it was discarded"):
-        fetch(REAL.as_uri(), dest, sha256="0" * 64)
+        fetch(real.as_uri(), dest, sha256="0" * 64)
     assert os.listdir(tmp_path) == []
 
 
-def test_fetch_replaces_a_corrupted_cached_copy(tmp_path, caplog):
+def test_fetch_replaces_a_corrupted_cached_copy(real, tmp_path, caplog):
     dest = tmp_path / "f"
     dest.write_bytes(b"garbage")
     with caplog.at_level(logging.WARNING):
-        fetch(REAL.as_uri(), dest, sha256=REAL_SHA256)
+        fetch(real.as_uri(), dest, sha256=REAL_SHA256)
     assert digest(dest) == REAL_SHA256
     assert "fails its sha256 check" in caplog.text
 
@@ -97,8 +100,8 @@ def test_extract_verifies_each_member(tmp_path):
     assert os.listdir(tmp_path / "out") == ["good"]
 
 
-def test_check_file(tmp_path, caplog):
-    assert check_file(REAL, sha256=REAL_SHA256) == REAL_SHA256
+def test_check_file(real, tmp_path, caplog):
+    assert check_file(real, sha256=REAL_SHA256) == REAL_SHA256
     with pytest.raises(DataError, match="not found; put it there"):
         check_file(tmp_path / "nope", sha256=REAL_SHA256, missing_hint="put it there")
     bad = tmp_path / "bad"

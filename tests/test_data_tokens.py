@@ -1,6 +1,5 @@
 """Tiny Shakespeare: GPT-2 ids, the contiguous 25,000-token val and test at the end, the token cache."""
 
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -15,11 +14,13 @@ import torch
 from mupbench.data import DataError, DataSpec
 from mupbench.data import tiny_shakespeare as ts
 
-SHARED = Path(os.environ.get("MUPBENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-TEXT = SHARED / "tinyshakespeare"
-BPE = SHARED / "gpt2" / "tiktoken_cache"
-pytestmark = pytest.mark.skipif(not (TEXT / "input.txt").is_file(), reason=f"shared test data not found at {SHARED}")
 CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def text(shared_data):
+    """The folder holding the real input.txt."""
+    return shared_data / "tinyshakespeare"
 
 
 @pytest.fixture
@@ -35,9 +36,9 @@ def offline_tiktoken(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def bpe(offline_tiktoken, monkeypatch, tmp_path):
+def bpe(shared_data, offline_tiktoken, monkeypatch, tmp_path):
     """A private copy of the BPE files (tiktoken deletes a cache file it finds corrupted)."""
-    shutil.copytree(BPE, tmp_path / "bpe")
+    shutil.copytree(shared_data / "gpt2" / "tiktoken_cache", tmp_path / "bpe")
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "bpe"))
 
 
@@ -49,8 +50,8 @@ def tokenized(bpe, monkeypatch):
     return calls
 
 
-def test_ids_splits_and_cache(tokenized, tmp_path):
-    s = ts.load(ts.Config(root=str(TEXT)), CPU)
+def test_ids_splits_and_cache(text, tokenized, tmp_path):
+    s = ts.load(ts.Config(root=str(text)), CPU)
     assert s.spec == DataSpec("lm", (128,), 50257)
     (train,), (val,), (test,) = s.train, s.val, s.test
     assert s.info["tokens"] == 338_025 and (len(train), len(val), len(test)) == (288_025, 25_000, 25_000)
@@ -58,7 +59,7 @@ def test_ids_splits_and_cache(tokenized, tmp_path):
     assert train[:5].tolist() == [5962, 22307, 25, 198, 8421]
     ids = torch.cat([train, val, test])
     assert ids.max().item() == 50255
-    assert tiktoken.get_encoding("gpt2").decode(ids.tolist()) == (TEXT / "input.txt").read_text()  # contiguous, in order
+    assert tiktoken.get_encoding("gpt2").decode(ids.tolist()) == (text / "input.txt").read_text()  # contiguous, in order
     # nanoGPT's published val split starts at character int(0.9 n): its first ids sit inside our train stream
     assert ids[301_966:301_976].tolist() == [30, 198, 198, 28934, 8895, 46, 25, 198, 10248, 2146]
     assert tokenized == [1_115_394]
@@ -66,13 +67,13 @@ def test_ids_splits_and_cache(tokenized, tmp_path):
     assert cached.parent == tmp_path / "cache" / "tiny_shakespeare" and ts.FILE_SHA256 in cached.name and "gpt2" in cached.name
     assert np.load(cached).dtype == np.uint16
 
-    again = ts.load(ts.Config(root=str(TEXT), context=64), CPU)
+    again = ts.load(ts.Config(root=str(text), context=64), CPU)
     assert tokenized == [1_115_394]  # the cache answered: no second tokenization
     assert again.spec.input_shape == (64,) and torch.equal(again.val[0], val)
 
 
-def test_download_path(tokenized, monkeypatch, tmp_path):
-    monkeypatch.setattr(ts, "URL", (TEXT / "input.txt").as_uri())
+def test_download_path(text, tokenized, monkeypatch, tmp_path):
+    monkeypatch.setattr(ts, "URL", (text / "input.txt").as_uri())
     s = ts.load(ts.Config(), CPU)
     assert s.info["source"] == str(tmp_path / "cache" / "tiny_shakespeare" / "input.txt") and s.info["verified"]
     assert s.info["tokens"] == 338_025
@@ -84,11 +85,11 @@ def test_offline_without_a_copy(offline_tiktoken, monkeypatch):
         ts.load(ts.Config(), CPU)
 
 
-def test_empty_bpe_cache_says_what_to_do(offline_tiktoken, monkeypatch, tmp_path):
+def test_empty_bpe_cache_says_what_to_do(text, offline_tiktoken, monkeypatch, tmp_path):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty"))
     with pytest.raises(DataError) as e:
-        ts.load(ts.Config(root=str(TEXT)), CPU)
+        ts.load(ts.Config(root=str(text)), CPU)
     msg = str(e.value)
     assert "\n" not in msg and "tiktoken could not load the 'gpt2' BPE files (ConnectionError; offline?)" in msg
     assert f"set TIKTOKEN_CACHE_DIR (now {tmp_path / 'empty'})" in msg
