@@ -1,0 +1,48 @@
+"""Shared fixtures: the real config composed and shrunk for tests, the real CLI in a subprocess,
+and the shared real data files (../shared/data beside the repo)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("MUPBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real dataset files; in CI (CI=true) their absence is a failure, not a skip."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SHARED_DATA} is missing: CI must have ../shared/data beside the repo")
+        pytest.skip(f"real data not found at {SHARED_DATA} (set MUPBENCH_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def run_cli(args: list[str], cwd: Path, module: str = "mupbench.train", timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a mupbench entrypoint exactly as a user would, in ``cwd`` (runs land in cwd/outputs)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """``cli(*args)`` runs ``python -m mupbench.train *args`` inside tmp_path."""
+    return lambda *args, **kw: run_cli(list(args), tmp_path, **kw)
+
+
+TINY = ["train.steps=30", "train.eval_every=10", "train.eval_batches=2", "train.device=cpu"]
+
+
+@pytest.fixture
+def tiny_cfg():
+    """The real config, composed as the CLI would and shrunk to a few steps."""
+    from mupbench.config import compose
+
+    return lambda *overrides: compose([*TINY, *overrides])
