@@ -42,7 +42,7 @@ def atomic_write(path: Path, write) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=True) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=True, default=str) + "\n").encode()))
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:

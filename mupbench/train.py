@@ -26,7 +26,7 @@ from mupbench import parametrization as P
 from mupbench.assemble import build_models, build_run, make_plan, resolve_device
 from mupbench.config import ConfigError, validate
 from mupbench.data import DataError, load_splits
-from mupbench.loop import train
+from mupbench.loop import Outcome, train
 from mupbench.records import CHECKPOINT, FINISHED, METRICS, RESULT, environment, now, read_result, write_json, write_metrics
 
 log = logging.getLogger("mupbench")
@@ -72,37 +72,28 @@ def print_params(cfg: DictConfig) -> None:
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
 
-def run_one(cfg: DictConfig, run_dir: Path) -> dict:
-    """Train one grid point into ``run_dir`` (or find it already done) and return its record."""
-    validate(cfg)
-    if cfg.print_params:
-        print_params(cfg)
-        return {}
-    fp = fingerprint(cfg)
+def finished_record(cfg: DictConfig, run_dir: Path, fp: str) -> dict | None:
+    """The record in ``run_dir`` if it holds a finished run of this config (which is then not
+    run again, unless ``force``), else None."""
     done = read_result(run_dir)
     if done and done.get("status") in FINISHED and done.get("fingerprint") == fp and not cfg.force:
-        log.info("skipping %s: already %s (force=true reruns it)", run_dir, done["status"])
-        print(f"skipped (already {done['status']}): {run_dir / RESULT}")
         return done
-    if cfg.force:
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    started = now()
-    record = {"status": "failed", **summary(cfg), "fingerprint": fp, "steps": cfg.train.steps, "started_at": started}
-    t0 = time.perf_counter()
-    try:
-        run = build_run(cfg)
-        record.update(num_params=sum(p.numel() for p in run.model.parameters()), env=environment(run.device))
-        log.info("%s: %s parameters on %s", record["setup"], f"{record['num_params']:,}", run.device)
-        out = train(run, run_dir, fp)
-    except (ConfigError, DataError):
-        raise  # bad input: nothing was trained, nothing is written
-    except Exception as e:
-        record.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(), finished_at=now(),
-                      wall_time_s=time.perf_counter() - t0, config=OmegaConf.to_container(cfg, resolve=True))
-        write_json(run_dir / RESULT, record)
-        raise
+    return None
+
+
+def start_record(cfg: DictConfig, fp: str) -> dict:
+    """A run's record as it stands before training: failed until it says otherwise."""
+    return {"status": "failed", **summary(cfg), "fingerprint": fp, "steps": cfg.train.steps, "started_at": now()}
+
+
+def write_failed_record(cfg: DictConfig, run_dir: Path, record: dict, e: BaseException, wall_time_s: float) -> None:
+    record.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(), finished_at=now(),
+                  wall_time_s=wall_time_s, config=OmegaConf.to_container(cfg, resolve=True))
+    write_json(run_dir / RESULT, record)
+
+
+def finish_record(cfg: DictConfig, run_dir: Path, record: dict, out: Outcome, wall_time_s: float) -> dict:
+    """Complete ``record`` from a finished training ``out``; write result.json and metrics.csv."""
     finite = [h for h in out.history if h["train_loss"] == h["train_loss"]]
     record.update(
         status=out.status,
@@ -113,7 +104,7 @@ def run_one(cfg: DictConfig, run_dir: Path) -> dict:
         diverged_step=out.diverged_step,
         steps_done=out.steps_done,
         resumed_from=out.resumed_from,
-        wall_time_s=time.perf_counter() - t0,
+        wall_time_s=wall_time_s,
         train_time_s=out.train_time_s,
         steps_per_s=out.session_steps / out.session_time_s if out.session_time_s > 0 else None,
         error=None,
@@ -126,6 +117,37 @@ def run_one(cfg: DictConfig, run_dir: Path) -> dict:
     tail = f"diverged at step {out.diverged_step}" if out.status == "diverged" else f"min val loss {record['min_val_loss']:.4g}"
     print(f"{out.status} ({tail}): {run_dir / RESULT}")
     return record
+
+
+def run_one(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train one grid point into ``run_dir`` (or find it already done) and return its record."""
+    validate(cfg)
+    if cfg.print_params:
+        print_params(cfg)
+        return {}
+    fp = fingerprint(cfg)
+    done = finished_record(cfg, run_dir, fp)
+    if done:
+        log.info("skipping %s: already %s (force=true reruns it)", run_dir, done["status"])
+        print(f"skipped (already {done['status']}): {run_dir / RESULT}")
+        return done
+    if cfg.force:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    record = start_record(cfg, fp)
+    t0 = time.perf_counter()
+    try:
+        run = build_run(cfg)
+        record.update(num_params=sum(p.numel() for p in run.model.parameters()), env=environment(run.device), data=run.splits.info)
+        log.info("%s: %s parameters on %s", record["setup"], f"{record['num_params']:,}", run.device)
+        out = train(run, run_dir, fp)
+    except (ConfigError, DataError):
+        raise  # bad input: nothing was trained, nothing is written
+    except Exception as e:
+        write_failed_record(cfg, run_dir, record, e, time.perf_counter() - t0)
+        raise
+    return finish_record(cfg, run_dir, record, out, time.perf_counter() - t0)
 
 
 def _fail(message: str) -> None:
