@@ -292,7 +292,7 @@ def test_report_command(sweep_dir, tmp_path, capsys):
     assert "mlp_synth sp adam [min_train_loss]: optimum drifts -1.5 decades" in stdout
     expected = {"runs.csv", "runs.parquet", "problems.txt", "seed_stats.csv", "table2.csv", "table2.md",
                 "table2.tex", "optimal_lr.csv", "transfer.csv", "transfer.md", "figures/mlp_synth.png",
-                "figures/mlp_synth.pdf"}
+                "figures/mlp_synth.pdf", "figures/mlp_synth_optimum.png", "figures/mlp_synth_optimum.pdf"}
     assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == expected
     transfer = pd.read_csv(out / "transfer.csv")
     assert set(transfer["metric"]) == {"min_train_loss", "min_val_loss"}

@@ -2,7 +2,7 @@
 transfer metrics, and the paper's figures. The notebooks and ``mupbench-report`` use these."""
 
 from .aggregate import diverged_counts, seed_stats, table2, table2_latex, table2_markdown
-from .figures import plot_coord_check, plot_sweep, save_figure, sweep_figures
+from .figures import plot_coord_check, plot_optimal_lr, plot_sweep, save_figure, sweep_figures
 from .records import RecordError, Sweep, load_curves, load_runs, load_sweep, missing_runs, read_runs, save_runs
 from .report import write_report
 from .transfer import fit_optimum, optimal_lr, optimum_drift, transfer_summary, wider_is_better
@@ -11,5 +11,5 @@ __all__ = [
     "RecordError", "Sweep", "load_sweep", "load_runs", "load_curves", "missing_runs", "save_runs", "read_runs",
     "seed_stats", "diverged_counts", "table2", "table2_markdown", "table2_latex",
     "fit_optimum", "optimal_lr", "optimum_drift", "wider_is_better", "transfer_summary",
-    "plot_sweep", "sweep_figures", "plot_coord_check", "save_figure", "write_report",
+    "plot_sweep", "plot_optimal_lr", "sweep_figures", "plot_coord_check", "save_figure", "write_report",
 ]

@@ -82,13 +82,45 @@ def plot_sweep(runs: pd.DataFrame, setup: str | None = None, optimizer: str | No
     return fig
 
 
-def sweep_figures(runs: pd.DataFrame, **kw) -> dict[str, Figure]:
-    """One :func:`plot_sweep` figure per (setup, optimizer) in ``runs``, keyed by a file stem."""
+def sweep_figures(runs: pd.DataFrame, optima: pd.DataFrame | None = None, **kw) -> dict[str, Figure]:
+    """One :func:`plot_sweep` figure per (setup, optimizer) in ``runs`` and, given ``optima``
+    (:func:`optimal_lr` output), one :func:`plot_optimal_lr` figure each; keyed by a file stem."""
     out = {}
     for (setup, optimizer), _ in runs.groupby(["setup", "optimizer"], observed=True, sort=True):
         stem = setup if runs["optimizer"].nunique() == 1 else f"{setup}_{optimizer}"
         out[stem] = plot_sweep(runs, setup, optimizer, **kw)
+        if optima is not None:
+            out[f"{stem}_optimum"] = plot_optimal_lr(optima, setup, optimizer)
     return out
+
+
+def plot_optimal_lr(opt: pd.DataFrame, setup: str | None = None, optimizer: str | None = None) -> Figure:
+    """The optimal k against ζ (log–log), one line per parametrization with the bootstrap CI as
+    error bars, one panel per metric; ``opt`` is :func:`optimal_lr` output (several metrics may be
+    concatenated). Flat = the optimum transfers across widths."""
+    setup = setup or opt["setup"].iloc[0]
+    optimizer = optimizer or opt["optimizer"].iloc[0]
+    opt = opt[(opt["setup"] == setup) & (opt["optimizer"] == optimizer)]
+    metrics = list(opt["metric"].drop_duplicates())
+    fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
+    palette = dict(zip(sorted(opt["parametrization"].unique(), key=lambda p: PARAM_ORDER.get(p, 9)), sns.color_palette()))
+    for ax, metric in zip(axes, metrics):
+        for param, color in palette.items():
+            g = opt[(opt["metric"] == metric) & (opt["parametrization"] == param)].sort_values("width_mult")
+            err = [(g["lr_fit"] - g["lr_lo"]).clip(lower=0), (g["lr_hi"] - g["lr_fit"]).clip(lower=0)]
+            ax.errorbar(g["width_mult"], g["lr_fit"], yerr=err, color=color, marker="o", capsize=3,
+                        label=PARAM_NAMES.get(param, param))
+            ax.plot(g["width_mult"], g["lr_argmin"], color=color, marker="x", linestyle="none", alpha=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"optimal k by {metric.replace('_', ' ')}", fontsize=10)
+        ax.set_xlabel("width multiplier ζ")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("k* (quadratic fit, CI; ✕ argmin)")
+    axes[0].legend()
+    fig.suptitle(f"{setup} ({optimizer}): does the optimum transfer?")
+    return fig
 
 
 def plot_coord_check(df: pd.DataFrame, coords=None, steps=None, x: str = "width_mult") -> Figure:

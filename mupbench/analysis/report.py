@@ -62,7 +62,7 @@ def write_report(sweep_dirs, out: str | Path, n_boot: int = 200, seed: int = 0, 
     transfer.to_csv(out / "transfer.csv", index=False)
     files += [out / "optimal_lr.csv", out / "transfer.csv", _write(out / "transfer.md", _transfer_markdown(transfer))]
     if figures:
-        for stem, fig in sweep_figures(runs).items():
+        for stem, fig in sweep_figures(runs, optima).items():
             files += save_figure(fig, out / "figures" / stem)
     return {"sweep": sweep, "table2": t2, "transfer": transfer, "files": files}
 
