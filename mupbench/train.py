@@ -24,7 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from mupbench import parametrization as P
 from mupbench.assemble import build_models, build_run, make_plan, resolve_device
-from mupbench.config import ConfigError, validate
+from mupbench.config import CONF_DIR, ConfigError, validate
 from mupbench.data import DataError, load_splits
 from mupbench.loop import Outcome, train
 from mupbench.records import CHECKPOINT, FINISHED, METRICS, RESULT, environment, now, read_result, write_json, write_metrics
@@ -156,7 +156,7 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_task(cfg: DictConfig) -> None:
     try:
         run_one(cfg, Path(HydraConfig.get().runtime.output_dir))
