@@ -7,7 +7,7 @@ seeds 0–2) has seed-mean train loss  exp((log10 k − x0)² − 0.1·log2 ζ) 
   the grid's edge), 3 diverged runs (ζ = 4: 1, ζ = 8: 2, all at k = 1e-2, with a tempting tiny loss);
 - μP:  x0 = −2.8 at every width (between grid points: only the fit finds it), one failed run,
   one run missing altogether.
-Plus one unfinished run dir (metrics.csv only) and one unreadable result.json.
+Plus two unfinished run dirs (metrics.csv only; train.log only) and one unreadable result.json.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def base_loss(param: str, zeta: float, log_k: float) -> float:
 
 def write_run(run_dir: Path, *, status="completed", param="sp", zeta=1.0, lr=1e-3, seed=0, train=1.0,
               val=2.0, setup="mlp_synth", optimizer="adam", steps=100, error=None, diverged_step=None,
-              finished_at="2025-01-01T00:00:00") -> Path:
+              finished_at="2025-01-01T00:00:00", fingerprint=None) -> Path:
     """Fabricate a run dir as train.py writes it: result.json + metrics.csv."""
     run_dir.mkdir(parents=True, exist_ok=True)
     model, dataset = setup.split("_", 1)
@@ -54,6 +54,7 @@ def write_run(run_dir: Path, *, status="completed", param="sp", zeta=1.0, lr=1e-
         "config": {"model": {"name": model, "width_mult": zeta}, "optimizer": {"name": optimizer, "lr": lr}},
         "env": {"python": "3.12", "torch": "2.13", "mupbench": "0.1.0", "device": "cpu"},
         "started_at": "2025-01-01T00:00:00", "finished_at": finished_at,
+        "fingerprint": fingerprint or f"fp-{setup}-{param}-{steps}",
     }
     (run_dir / "result.json").write_text(json.dumps(record))
     pd.DataFrame({"step": [0, 50], "train_loss": [5.0, train], "val_loss": [6.0, val], "elapsed_s": [0.0, 1.0]}).to_csv(
@@ -86,6 +87,9 @@ def make_sweep(root: Path) -> Path:
     unfinished = root / "interrupted"
     unfinished.mkdir()
     (unfinished / "metrics.csv").write_text("step,train_loss,val_loss,elapsed_s\n0,1.0,1.0,0.0\n")
+    started = root / "started"  # killed before its first checkpoint: only Hydra's job log
+    started.mkdir()
+    (started / "train.log").write_text("[mupbench][INFO] - step 0/100\n")
     broken = root / "broken"
     broken.mkdir()
     (broken / "result.json").write_text("{not json")
@@ -113,7 +117,7 @@ def test_load_reads_records_not_names(sweep_dir):
     assert set(runs["parametrization"]) == {"sp", "mup"}
     assert runs["status"].value_counts().to_dict() == {"completed": 115, "diverged": 3, "failed": 1}
     assert [json.loads(c)["optimizer"]["lr"] for c in runs["config"]] == runs["lr"].tolist()
-    assert sweep.unfinished == [str(sweep_dir / "interrupted")]
+    assert sorted(sweep.unfinished) == [str(sweep_dir / "interrupted"), str(sweep_dir / "started")]
     assert [Path(p).parent.name for p, _ in sweep.unreadable] == ["broken"]
     missing = sweep.missing()
     assert len(missing) == 1
@@ -122,16 +126,19 @@ def test_load_reads_records_not_names(sweep_dir):
     problems = "\n".join(sweep.problems())
     assert "unfinished" in problems and "unreadable" in problems and "RuntimeError: boom" in problems
     assert "missing: 1 run" in problems
-    assert sweep.summary() == "119 run records: 115 completed, 3 diverged, 1 failed, 1 unfinished, 1 missing"
+    assert sweep.summary() == "119 run records: 115 completed, 3 diverged, 1 failed, 2 unfinished, 1 missing"
 
 
 def test_duplicate_records_keep_the_finished_latest(tmp_path):
     write_run(tmp_path / "a", train=3.0, finished_at="2025-01-01T00:00:00")
     write_run(tmp_path / "b", train=2.0, finished_at="2025-01-02T00:00:00")
     write_run(tmp_path / "c", status="failed", train=None, finished_at="2025-01-03T00:00:00")
-    sweep = A.load_sweep(tmp_path)
-    assert len(sweep.runs) == 1 and sweep.duplicates == 2
+    sweep = A.load_sweep([tmp_path, tmp_path / "a"])  # nested dirs: the same file is read once
+    assert len(sweep.runs) == 1 and sweep.duplicates == 2 and sweep.conflicts == 0
     assert sweep.runs["min_train_loss"].item() == 2.0
+    write_run(tmp_path / "d", train=1.0, steps=999, fingerprint="other")
+    sweep = A.load_sweep(tmp_path)
+    assert sweep.conflicts == 1 and any(p.startswith("conflicts: 1") for p in sweep.problems())
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])

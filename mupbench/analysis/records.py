@@ -1,7 +1,8 @@
 """Run records → one tidy DataFrame (a row per run), from ``result.json`` files alone.
 
 A sweep dir is searched recursively for ``result.json``; directory names are never parsed. A run
-dir that holds ``metrics.csv`` or ``checkpoint.pt`` but no ``result.json`` is *unfinished*; a
+dir that holds ``metrics.csv``, ``checkpoint.pt`` or ``train.log`` but no ``result.json`` is
+*unfinished* (still running, or killed); a
 ``result.json`` that cannot be read is *unreadable*; combinations of the observed grid with no
 record at all are *missing*. All three are reported, none is fatal.
 """
@@ -22,6 +23,9 @@ CELL = GROUP + ["width_mult", "lr"]
 RUN = CELL + ["seed"]
 LOSSES = ["min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss"]
 STATUSES = ("completed", "diverged", "failed")
+# files that show a run dir was started: its partial metrics, its checkpoint, or the Hydra job log
+# of mupbench.train (written at the start, before any step)
+UNFINISHED_MARKERS = ("metrics.csv", "checkpoint.pt", "train.log")
 
 COLUMNS = {  # column -> dtype of the tidy frame, in this order
     "setup": "string", "model": "string", "dataset": "string", "parametrization": "string",
@@ -29,7 +33,7 @@ COLUMNS = {  # column -> dtype of the tidy frame, in this order
     "status": "string", "num_params": "Int64", "steps": "Int64", "steps_done": "Int64",
     **{c: "float64" for c in LOSSES}, "diverged_step": "Int64", "wall_time_s": "float64",
     "steps_per_s": "float64", "error": "string", "started_at": "string", "finished_at": "string",
-    "device": "string", "run_dir": "string", "config": "string",
+    "device": "string", "fingerprint": "string", "run_dir": "string", "config": "string",
 }
 
 
@@ -44,7 +48,8 @@ class Sweep:
     runs: pd.DataFrame  # one row per result.json, columns COLUMNS
     unfinished: list[str] = field(default_factory=list)  # run dirs without result.json
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
-    duplicates: int = 0  # records of an already-seen run that were dropped
+    duplicates: int = 0  # records of an already-recorded run that were dropped
+    conflicts: int = 0  # runs recorded more than once with different configs (fingerprints)
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -65,7 +70,11 @@ class Sweep:
         if len(miss):
             lines.append(f"missing: {len(miss)} run(s) of the observed grid have no record")
         if self.duplicates:
-            lines.append(f"duplicates: {self.duplicates} record(s) of an already-recorded run dropped")
+            lines.append(f"duplicates: {self.duplicates} record(s) of an already-recorded (setup, parametrization, "
+                         f"optimizer, ζ, k, seed) dropped (kept: a finished one, then the latest)")
+        if self.conflicts:
+            lines.append(f"conflicts: {self.conflicts} of those runs were recorded with different configs; "
+                         f"analyse sweeps that differ in other settings (steps, batch, data) separately")
         return lines
 
     def summary(self) -> str:
@@ -108,21 +117,25 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
         if not root.is_dir():
             raise RecordError(f"{root} is not a directory")
         for path in sorted(root.rglob("result.json")):
+            if path.parent.resolve() in seen:  # the same file under two of the given dirs
+                continue
             seen.add(path.parent.resolve())
             try:
                 rows.append(_row(json.loads(path.read_text()), path))
             except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
                 unreadable.append((str(path), str(e).splitlines()[0] if str(e) else type(e).__name__))
-        for marker in ("metrics.csv", "checkpoint.pt"):
+        for marker in UNFINISHED_MARKERS:
             for path in sorted(root.rglob(marker)):
                 run_dir = path.parent.resolve()
                 if run_dir not in seen:
                     seen.add(run_dir)
                     unfinished.append(str(path.parent))
     runs = _tidy(rows)
-    before = len(runs)
-    runs = _dedupe(runs)
-    return Sweep(runs=runs, unfinished=unfinished, unreadable=unreadable, duplicates=before - len(runs))
+    kept = _dedupe(runs)
+    # a repeated run key whose records hold different configs: two experiments mixed together
+    fps = runs.dropna(subset=["fingerprint"]).groupby(RUN, observed=True)["fingerprint"].nunique()
+    return Sweep(runs=kept, unfinished=unfinished, unreadable=unreadable, duplicates=len(runs) - len(kept),
+                 conflicts=int((fps > 1).sum()))
 
 
 def _dedupe(runs: pd.DataFrame) -> pd.DataFrame:
