@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from mupbench.assemble import Run
-from mupbench.records import CHECKPOINT, atomic_write
+from mupbench.fileio import atomic_write
+from mupbench.records import CHECKPOINT
 
 log = logging.getLogger("mupbench")
 
@@ -72,7 +73,8 @@ def save_checkpoint(run: Run, path: Path, step: int, history: list[dict], train_
         "val_sampler": run.val_sampler.state_dict(),
         "rng": _rng_state(run),
     }
-    atomic_write(path, lambda f: torch.save(state, f))
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(run: Run, path: Path, fingerprint: str) -> dict | None:

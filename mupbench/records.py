@@ -13,10 +13,11 @@ import os
 import platform
 import socket
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from mupbench.fileio import atomic_write
 
 RESULT = "result.json"
 METRICS = "metrics.csv"
@@ -25,24 +26,9 @@ METRIC_COLUMNS = ("step", "train_loss", "val_loss", "elapsed_s")
 FINISHED = ("completed", "diverged")  # a run in one of these states is a result: not rerun
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same directory, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=True, default=str) + "\n").encode()))
+    with atomic_write(path) as f:
+        f.write((json.dumps(obj, indent=2, allow_nan=True, default=str) + "\n").encode())
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -50,7 +36,8 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(Path(run_dir) / METRICS, lambda f: f.write(buf.getvalue().encode()))
+    with atomic_write(Path(run_dir) / METRICS) as f:
+        f.write(buf.getvalue().encode())
 
 
 def read_result(run_dir: Path) -> dict | None:

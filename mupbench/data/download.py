@@ -11,13 +11,12 @@ import hashlib
 import logging
 import os
 import tarfile
-import tempfile
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Optional
+from typing import Iterable, Optional
 
 from mupbench.data import DataError
+from mupbench.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +41,6 @@ def digest(path: Path, algo: str = "sha256") -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-@contextmanager
-def atomic_write(dest: Path) -> Iterator[BinaryIO]:
-    """A temp file beside ``dest``, renamed to ``dest`` only if the block succeeds (removed if not)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _save(chunks: Iterable[bytes], dest: Path, algo: str, want: str, what: str) -> None:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from mupbench.data import DataError, DatasetConfig, DataSpec, Splits
-from mupbench.data.download import atomic_write, cache_dir, check_file, digest, fetch
+from mupbench.data.download import cache_dir, check_file, digest, fetch
+from mupbench.fileio import atomic_write
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 FILE, FILE_SHA256 = "input.txt", "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
