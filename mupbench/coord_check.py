@@ -17,7 +17,6 @@ coord.csv, slopes.csv and figure1.png/.pdf into its run dir and prints the slope
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mupbench import parametrization as P
 from mupbench.assemble import build_optimizer, build_run, generator, resolve_device
-from mupbench.config import Config, ConfigError, validate
-from mupbench.data import DataError, load_splits
+from mupbench.cli import hydra_app
+from mupbench.config import Config, validate
+from mupbench.data import load_splits
 
 KINDS = ("output", "activation", "weight", "grad", "update")
 STABLE_KINDS = ("output", "activation")  # Θ(1) under μP by design; what assert_width_stable checks
@@ -223,30 +223,13 @@ def run_and_report(cfg: DictConfig, out: Path) -> pd.DataFrame:
 def _task(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from mupbench.train import _fail
-
-    try:
-        out = Path(cfg.coord.out) if cfg.coord.out else Path(HydraConfig.get().runtime.output_dir)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        run_and_report(cfg, out)
-    except (ConfigError, DataError) as e:
-        _fail(str(e))
+    out = Path(cfg.coord.out) if cfg.coord.out else Path(HydraConfig.get().runtime.output_dir)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    run_and_report(cfg, out)
 
 
-def main() -> None:
-    import hydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mupbench.train import _fail, describe_config_error
-
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    task = hydra.main(version_base="1.3", config_path="../conf", config_name="coord_check")(_task)
-    try:
-        task()
-    except (HydraException, OmegaConfBaseException) as e:
-        _fail(describe_config_error(e))
+main = hydra_app(_task, "coord_check")
 
 
 if __name__ == "__main__":

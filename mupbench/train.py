@@ -9,25 +9,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import sys
 import time
 import traceback
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from mupbench import parametrization as P
-from mupbench.assemble import build_models, build_run, make_plan, resolve_device
-from mupbench.config import CONF_DIR, ConfigError, validate
+from mupbench.assemble import build_models, build_run, make_plan
+from mupbench.cli import hydra_app
+from mupbench.config import ConfigError, validate
 from mupbench.data import DataError, load_splits
 from mupbench.loop import Outcome, train
-from mupbench.records import CHECKPOINT, FINISHED, METRICS, RESULT, environment, now, read_result, write_json, write_metrics
+from mupbench.records import (
+    CHECKPOINT,
+    FINISHED,
+    RESULT,
+    environment,
+    now,
+    read_result,
+    write_json,
+    write_metrics,
+)
 
 log = logging.getLogger("mupbench")
 
@@ -150,41 +155,11 @@ def run_one(cfg: DictConfig, run_dir: Path) -> dict:
     return finish_record(cfg, run_dir, record, out, time.perf_counter() - t0)
 
 
-def _fail(message: str) -> None:
-    """Bad input: one line on stderr, a non-zero exit, nothing written."""
-    print(f"mupbench: error: {message}", file=sys.stderr)
-    sys.exit(2)
+def _task(cfg: DictConfig) -> None:
+    run_one(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _hydra_task(cfg: DictConfig) -> None:
-    try:
-        run_one(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (ConfigError, DataError) as e:
-        _fail(str(e))  # raised here, before Hydra wraps it in a multi-line job report
-
-
-def describe_config_error(e: BaseException) -> str:
-    """Hydra's and OmegaConf's multi-line messages as one line that names the key and the fix."""
-    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
-    key = getattr(cause, "full_key", None)
-    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key:
-        return f"{key}: no such key; `mupbench-train --cfg job` lists every key"
-    if isinstance(cause, OmegaConfBaseException) and key:
-        return f"{key}: {str(cause).splitlines()[0]}"
-    if isinstance(e, MissingConfigException) and e.options is not None:
-        group = (e.missing_cfg_file or "").rsplit("/", 1)
-        options = ", ".join(o for o in e.options if not o.endswith("schema"))
-        return f"{group[0]}={group[-1]}: no such option; choose one of {options}"
-    return " ".join(line.strip() for line in str(e).splitlines() if line.strip())
-
-
-def main() -> None:
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, then say them in one line
-    try:
-        _hydra_task()
-    except (HydraException, OmegaConfBaseException) as e:
-        _fail(describe_config_error(e))
+main = hydra_app(_task, "config")
 
 
 if __name__ == "__main__":
