@@ -158,7 +158,9 @@ def attention_scale(rule: str, param: str, d_head: int, d_head0: int, d_model: i
     if rule == "sp":
         return 1.0 / math.sqrt(d_head)
     if rule == "mup":
-        return math.sqrt(d_head0) / d_head
+        # √(d_head0/d_head)/√d_head, not √d_head0/d_head: the same number, but at ζ = 1 it is
+        # 1.0/√d_head to the last bit, the SP value (√8/8 and 1/√8 are different doubles)
+        return math.sqrt(d_head0 / d_head) / math.sqrt(d_head)
     if rule == "paper":
         return 1.0 / d_model
     raise ValueError(f"unknown attention scale {rule!r}; choose one of {ATTN_SCALES}")
