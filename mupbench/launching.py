@@ -1,0 +1,263 @@
+"""Hydra launchers for sweeps on SLURM (and locally): chunks of grid points per job, finished
+points skipped before anything is submitted.
+
+These extend hydra-submitit-launcher's ``SlurmLauncher`` / ``LocalLauncher`` and are selected
+by the profiles in ``conf/hydra/launcher/`` (``slurm``, ``local``). On top of the plugin:
+
+- ``points_per_job`` (or ``num_jobs``): one SLURM job trains a chunk of consecutive grid points,
+  one after the other, each in its own run dir with its own record. The MLP grid is 5,120 tiny
+  runs; one job each would spend more time starting Python than training.
+- ``skip_finished``: a point whose run dir already holds a finished record of the same config
+  (what ``mupbench-train`` itself would skip) is not submitted at all; the counts are logged.
+- ``max_array_size``: more jobs than the cluster's MaxArraySize go out as several arrays, all
+  submitted at once (``array_parallelism`` applies to each array).
+- ``runner``: the function that runs one chunk inside its job. The default trains the points
+  one after the other; any ``runner(points, ctx) -> list[JobReturn]`` can replace it (e.g. one
+  that trains all seeds of a chunk as one batched ensemble, writes each point's record, then
+  calls ``ctx.run(point)`` so that the entrypoint finds the record and returns its result).
+
+Requeue: every job is checkpointable. On preemption or time-out submitit calls ``checkpoint``,
+which resubmits the same chunk; points that finished are skipped by the entrypoint and the one
+that was interrupted resumes from its ``checkpoint.pt`` (``train.ckpt_every`` > 0).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNNER = "mupbench.launching.run_sequential"
+
+
+class LauncherError(ValueError):
+    """A launcher setting that cannot work; the message names the key."""
+
+
+@dataclass
+class Point:
+    """One grid point of a sweep: its overrides and its job number in the multirun."""
+
+    overrides: List[str]
+    num: int
+
+
+class ChunkContext:
+    """What a runner gets inside a job: how to compose and how to run a point."""
+
+    def __init__(self, launcher: "_ChunkedLauncher", singleton_state: Dict[type, Singleton]):
+        self._launcher = launcher
+        self._state = singleton_state
+
+    def run(self, point: Point) -> JobReturn:
+        """Run one point through the entrypoint (its run dir, record and Hydra job log)."""
+        return BaseSubmititLauncher.__call__(
+            self._launcher, point.overrides, "hydra.sweep.dir", point.num, f"job_id_for_{point.num}", self._state
+        )
+
+    def compose(self, point: Point) -> DictConfig:
+        """The point's composed config (what the task function receives), without running it."""
+        Singleton.set_state(self._state)
+        loader = self._launcher.hydra_context.config_loader
+        return loader.load_sweep_config(self._launcher.config, list(point.overrides))
+
+
+def run_sequential(points: Sequence[Point], ctx: ChunkContext) -> List[JobReturn]:
+    """The default runner: the chunk's points one after the other, each as its own Hydra job."""
+    return [ctx.run(p) for p in points]
+
+
+class ChunkTask:
+    """The callable that one submitit job runs: a chunk of points, handed to the runner."""
+
+    def __init__(self, launcher: "_ChunkedLauncher"):
+        self.launcher = launcher
+
+    def __call__(self, points: List[Point], singleton_state: Dict[type, Singleton]) -> List[JobReturn]:
+        runner = resolve_runner(self.launcher.runner)
+        returns = runner(points, ChunkContext(self.launcher, singleton_state))
+        if len(returns) != len(points):
+            raise RuntimeError(f"runner {self.launcher.runner} returned {len(returns)} results for {len(points)} points")
+        return list(returns)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Preempted or timed out: requeue the same chunk. Finished points are skipped when it
+        restarts and the interrupted one resumes from its checkpoint.pt."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def resolve_runner(path: str) -> Callable[[Sequence[Point], ChunkContext], List[JobReturn]]:
+    """The runner function named by a dotted path (``package.module.function``)."""
+    module, _, name = str(path).rpartition(".")
+    if not module:
+        raise ValueError("give a dotted path, package.module.function")
+    fn = getattr(importlib.import_module(module), name, None)
+    if not callable(fn):
+        raise ValueError(f"{module} has no function {name}")
+    return fn
+
+
+def _positive_int(key: str, value: Any, allow_none: bool = False) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LauncherError(f"hydra.launcher.{key}: {value!r} must be a positive integer")
+    return value
+
+
+def _chunks(points: List[Point], size: int) -> List[List[Point]]:
+    return [points[i : i + size] for i in range(0, len(points), size)]
+
+
+class _ChunkedLauncher(BaseSubmititLauncher):
+    def __init__(
+        self,
+        points_per_job: int = 1,
+        num_jobs: Optional[int] = None,
+        skip_finished: bool = True,
+        max_array_size: int = 1000,
+        runner: str = DEFAULT_RUNNER,
+        **params: Any,
+    ) -> None:
+        self.points_per_job = _positive_int("points_per_job", points_per_job)
+        self.num_jobs = _positive_int("num_jobs", num_jobs, allow_none=True)
+        self.max_array_size = _positive_int("max_array_size", max_array_size)
+        if not isinstance(skip_finished, bool):
+            raise LauncherError(f"hydra.launcher.skip_finished: {skip_finished!r} must be true or false")
+        self.skip_finished = skip_finished
+        try:
+            resolve_runner(runner)
+        except Exception as e:
+            raise LauncherError(f"hydra.launcher.runner: cannot use {runner!r}: {e}") from None
+        self.runner = runner
+        super().__init__(**params)
+
+    # ------------------------------------------------------------------ submit side
+    def _executor(self) -> Any:
+        """The submitit executor with this profile's resources (as the plugin builds it)."""
+        import submitit
+
+        init_keys = {"submitit_folder", "max_num_timeout"}
+        init = {"folder": self.params["submitit_folder"]}
+        if "max_num_timeout" in self.params:
+            init[f"{self._EXECUTOR}_max_num_timeout"] = self.params["max_num_timeout"]
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        params = dict(self.params)
+        for key in ("gpus_per_node", "gpus_per_task"):
+            if params.get(key) == 0:  # no GPU: leave the flag out rather than ask for 0
+                params[key] = None
+        executor.update_parameters(
+            **{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in params.items() if k not in init_keys}
+        )
+        return executor
+
+    def _finished(self, point: Point, run_dir_of: Callable[[Sequence[str]], Optional[Path]]) -> Optional[tuple[JobReturn, str]]:
+        """(JobReturn, status) for a point that the entrypoint would skip, else None."""
+        from mupbench.train import fingerprint, finished_record
+
+        assert self.config is not None and self.hydra_context is not None
+        # a cheap look first: most points of a fresh sweep have no record at all
+        guess = run_dir_of(point.overrides)
+        if guess is not None and not (guess / "result.json").exists():
+            return None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(point.overrides))
+        hc = HydraConfig.instance()
+        saved = hc.cfg
+        hc.set_config(cfg)  # ${hydra:...} in the sweep subdir resolves against this point
+        try:
+            run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+        finally:
+            hc.cfg = saved
+        task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+        done = finished_record(task_cfg, run_dir, fingerprint(task_cfg))  # the entrypoint's own rule
+        if done is None:
+            return None
+        ret = JobReturn(overrides=list(point.overrides), cfg=task_cfg, working_dir=str(run_dir))
+        ret.status = JobStatus.COMPLETED
+        ret.return_value = None  # what the entrypoint returns
+        ret.task_name = str(cfg.hydra.job.name)
+        return ret, str(done["status"])
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None
+        points = [Point(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
+        results: Dict[int, JobReturn] = {}
+        statuses: List[str] = []
+        if self.skip_finished:
+            from mupbench.status import run_dir_function
+
+            run_dir_of = run_dir_function(self.config, Path(str(self.config.hydra.sweep.dir)))
+            for p in points:
+                found = self._finished(p, run_dir_of)
+                if found is not None:
+                    results[p.num] = found[0]
+                    statuses.append(found[1])
+        todo = [p for p in points if p.num not in results]
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        log.info(
+            f"{len(points)} points in {sweep_dir}: {statuses.count('completed')} completed and "
+            f"{statuses.count('diverged')} diverged before (skipped), {len(todo)} to run"
+        )
+        if not todo:
+            return [results[p.num] for p in points]
+
+        size = math.ceil(len(todo) / self.num_jobs) if self.num_jobs else self.points_per_job
+        chunks = _chunks(todo, size)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        if "mode" in self.config.hydra.sweep:
+            sweep_dir.chmod(int(str(self.config.hydra.sweep.mode), 8))
+        for chunk in chunks:
+            log.info("\t#%s : %s", ",".join(str(p.num) for p in chunk), " | ".join(" ".join(filter_overrides(p.overrides)) for p in chunk))
+        executor = self._executor()
+        task, state = ChunkTask(self), Singleton.get_state()
+        jobs = []
+        for i in range(0, len(chunks), self.max_array_size):
+            group = chunks[i : i + self.max_array_size]
+            jobs += executor.map_array(task, group, [state] * len(group))
+        log.info(
+            f"Submitit '{self._EXECUTOR}': {len(todo)} points in {len(jobs)} jobs of up to {size} "
+            f"({math.ceil(len(chunks) / self.max_array_size)} array(s)); sweep dir {sweep_dir}"
+        )
+        failed = []
+        for job, chunk in zip(jobs, chunks):
+            try:
+                returns = job.results()[0]
+            except Exception as e:  # the job ended without results: cancelled, killed, out of time
+                failed.append((job.job_id, chunk, e))
+                continue
+            for p, r in zip(chunk, returns):
+                results[p.num] = r
+        if failed:
+            job_id, _, e = failed[0]
+            lost = sum(len(c) for _, c, _ in failed)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RuntimeError(
+                f"{len(failed)} of {len(jobs)} jobs ({lost} points) ended without results, e.g. job {job_id}: "
+                f"{first} — relaunch the same command to run them again (finished points are skipped)"
+            )
+        return [results[p.num] for p in points]
+
+
+# Hydra instantiates launchers only from the hydra_plugins namespace: the classes that the
+# profiles name are thin subclasses in hydra_plugins/mupbench_launcher.
+class ChunkedSlurmLauncher(_ChunkedLauncher):
+    _EXECUTOR = "slurm"
+
+
+class ChunkedLocalLauncher(_ChunkedLauncher):
+    _EXECUTOR = "local"
