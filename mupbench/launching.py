@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.errors import HydraException
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf
@@ -42,8 +43,9 @@ log = logging.getLogger(__name__)
 DEFAULT_RUNNER = "mupbench.launching.run_sequential"
 
 
-class LauncherError(ValueError):
-    """A launcher setting that cannot work; the message names the key."""
+class LauncherError(HydraException):
+    """A launcher setting that cannot work (the message names the key), or a sweep that cannot be
+    submitted or did not finish; mupbench-train reports it in one line."""
 
 
 @dataclass
@@ -193,6 +195,27 @@ class _ChunkedLauncher(BaseSubmititLauncher):
         ret.task_name = str(cfg.hydra.job.name)
         return ret, str(done["status"])
 
+    def _check_nothing_in_flight(self) -> None:
+        """Refuse to submit while jobs of the same name are still queued or running: their points
+        have no record yet and would be trained twice, into the same run dirs."""
+        if self._EXECUTOR != "slurm":
+            return
+        import getpass
+        import subprocess
+
+        name = str(self.params.get("name"))
+        try:
+            out = subprocess.run(["squeue", "-h", "-u", getpass.getuser(), "-n", name, "-o", "%i %t"],
+                                 capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return  # no squeue here: sbatch will say what is wrong
+        live = [line for line in out.stdout.splitlines() if line.split()[-1:] != ["CG"]]
+        if out.returncode == 0 and live:
+            raise LauncherError(
+                f"{len(live)} jobs named {name!r} are still queued or running (squeue -n {name}): their points would "
+                f"run twice; wait for them or `scancel -n {name}`, then relaunch (finished points are skipped)"
+            )
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
         points = [Point(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
@@ -215,6 +238,7 @@ class _ChunkedLauncher(BaseSubmititLauncher):
         )
         if not todo:
             return [results[p.num] for p in points]
+        self._check_nothing_in_flight()
 
         size = math.ceil(len(todo) / self.num_jobs) if self.num_jobs else self.points_per_job
         chunks = _chunks(todo, size)
@@ -246,7 +270,7 @@ class _ChunkedLauncher(BaseSubmititLauncher):
             job_id, _, e = failed[0]
             lost = sum(len(c) for _, c, _ in failed)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RuntimeError(
+            raise LauncherError(
                 f"{len(failed)} of {len(jobs)} jobs ({lost} points) ended without results, e.g. job {job_id}: "
                 f"{first} — relaunch the same command to run them again (finished points are skipped)"
             )

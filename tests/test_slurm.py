@@ -185,3 +185,41 @@ def test_scontrol_requeue_of_a_running_job_resumes_from_its_checkpoint(partition
     assert [int(r["step"]) for r in rows] == list(range(0, steps + 1, 1000))  # no eval lost or repeated
     assert not ckpt.exists()
     print(f"requeue -> done: {time.monotonic() - t_requeue:.1f} s; resumed at step {rec['resumed_from']}")
+
+
+def test_cancelled_job_fails_the_sweep_in_one_line_and_relaunch_runs_only_that_point(partition, tmp_path):
+    """While a sweep's jobs are in flight a second launch is refused; a cancelled job makes the
+    launch fail with one line naming it; relaunching runs only that point, from its checkpoint."""
+    args = [*sweep_args("cx", "model.width_mult=1", "optimizer.lr=1e-3", "seed=0,1", "train.steps=3000",
+                        "train.eval_every=1000", "train.ckpt_every=250"), *launcher(partition)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "mupbench.train", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sweep = tmp_path / "outputs" / "cx"
+        deadline, ckpt = time.monotonic() + 180, None
+        while ckpt is None and proc.poll() is None and time.monotonic() < deadline:
+            ckpt = next(iter(sweep.glob("*,seed=1,*/checkpoint.pt")), None)
+            time.sleep(0.1)
+        assert ckpt is not None, f"no checkpoint appeared: {proc.poll()=}"
+        second = mupbench(args, tmp_path)
+        assert second.returncode != 0 and len(second.stderr.strip().splitlines()) == 1
+        assert "still queued or running" in second.stderr and "scancel -n mupbench-cx" in second.stderr
+        # the array task running seed=1 is task 1 (points go out in sweep order)
+        (job,) = [j for j in _sh("squeue", "-h", "-n", "mupbench-cx", "-t", "R", "-o", "%i").stdout.split() if j.endswith("_1")]
+        assert _sh("scancel", job).returncode == 0
+        _, err = proc.communicate(timeout=420)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("mupbench: error: 1 of 2 jobs (1 points) ended without results, e.g. job " + job), last
+    recs = records(sweep)
+    assert [r["seed"] for r in recs.values()] == [0]
+    again = mupbench(args, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 completed and 0 diverged before (skipped), 1 to run" in again.stdout + again.stderr
+    recs = {r["seed"]: r for r in records(sweep).values()}
+    assert sorted(recs) == [0, 1] and recs[1]["status"] == "completed" and recs[1]["resumed_from"]
