@@ -209,7 +209,7 @@ class _ChunkedLauncher(BaseSubmititLauncher):
                                  capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired):
             return  # no squeue here: sbatch will say what is wrong
-        live = [line for line in out.stdout.splitlines() if line.split()[-1:] != ["CG"]]
+        live = out.stdout.splitlines()  # completing (CG) ones too: a requeued job passes through CG
         if out.returncode == 0 and live:
             raise LauncherError(
                 f"{len(live)} jobs named {name!r} are still queued or running (squeue -n {name}): their points would "

@@ -8,6 +8,7 @@ The partition is $MUPBENCH_SLURM_PARTITION, else the cluster's default one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -74,6 +75,27 @@ def mupbench(args: list[str], cwd: Path, timeout: float = 600, module: str = "mu
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+@contextlib.contextmanager
+def sweep_in_background(args: list[str], cwd: Path, ckpt_glob: str):
+    """Start a multirun, wait until a checkpoint matching ``ckpt_glob`` exists under its sweep
+    dir, and yield (process, checkpoint path); the process is killed if the block fails."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "mupbench.train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        name = next(a.split("=", 1)[1] for a in args if a.startswith("name="))
+        deadline, ckpt = time.monotonic() + 180, None
+        while ckpt is None and proc.poll() is None and time.monotonic() < deadline:
+            ckpt = next(iter((cwd / "outputs" / name).glob(ckpt_glob)), None)
+            time.sleep(0.1)
+        assert ckpt is not None, f"no checkpoint appeared: {proc.poll()=}"
+        yield proc, ckpt
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def records(sweep: Path) -> dict[Path, dict]:
@@ -150,33 +172,25 @@ def test_chunks_of_points_per_job_each_point_keeps_its_run_dir_and_record(partit
 
 
 def test_scontrol_requeue_of_a_running_job_resumes_from_its_checkpoint(partition, tmp_path):
-    """`scontrol requeue` kills the running job and puts it back in the queue; when it starts
-    again the run resumes from its last checkpoint.pt and finishes with a complete record."""
+    """`scontrol requeue` kills the running job and puts it back in the queue; while it waits a
+    second launch of the sweep is refused; when it starts again the run resumes from its last
+    checkpoint.pt and finishes with a complete record."""
     steps, every = 12000, 250
     args = [*sweep_args("rq", "model.width_mult=8", "optimizer.lr=1e-3", "seed=0", f"train.steps={steps}",
                         "train.eval_every=1000", f"train.ckpt_every={every}"), *launcher(partition)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "mupbench.train", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        sweep = tmp_path / "outputs" / "rq"
-        deadline, ckpt = time.monotonic() + 180, None
-        while ckpt is None and proc.poll() is None and time.monotonic() < deadline:
-            ckpt = next(iter(sweep.glob("*/checkpoint.pt")), None)
-            time.sleep(0.1)
-        assert ckpt is not None, f"no checkpoint appeared: {proc.poll()=}"
+    with sweep_in_background(args, tmp_path, "*/checkpoint.pt") as (proc, ckpt):
         jobs = _sh("squeue", "-h", "-n", "mupbench-rq", "-t", "R", "-o", "%i").stdout.split()
         assert len(jobs) == 1, f"running jobs named mupbench-rq: {jobs}"
         t_requeue = time.monotonic()
         req = _sh("scontrol", "requeue", jobs[0])
         assert req.returncode == 0, req.stderr
-        output, _ = proc.communicate(timeout=420)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, output[-3000:]
-    (rec,) = records(sweep).values()
+        # the requeued job waits in the queue (≥ 20 s here): launching the sweep again is refused
+        second = mupbench(args, tmp_path)
+        assert second.returncode != 0 and len(second.stderr.strip().splitlines()) == 1
+        assert "still queued or running" in second.stderr and "scancel -n mupbench-rq" in second.stderr
+        _, err = proc.communicate(timeout=420)
+    assert proc.returncode == 0, err[-3000:]
+    (rec,) = records(tmp_path / "outputs" / "rq").values()
     assert rec["status"] == "completed" and rec["steps_done"] == steps
     assert rec["env"]["slurm_restart_count"] == "1", "the job did not run a second time"
     assert rec["resumed_from"] is not None, "the run finished before the requeue took effect: raise train.steps"
@@ -188,31 +202,16 @@ def test_scontrol_requeue_of_a_running_job_resumes_from_its_checkpoint(partition
 
 
 def test_cancelled_job_fails_the_sweep_in_one_line_and_relaunch_runs_only_that_point(partition, tmp_path):
-    """While a sweep's jobs are in flight a second launch is refused; a cancelled job makes the
-    launch fail with one line naming it; relaunching runs only that point, from its checkpoint."""
+    """A cancelled job makes the launch fail with one line naming it; relaunching runs only that
+    point, from its checkpoint."""
     args = [*sweep_args("cx", "model.width_mult=1", "optimizer.lr=1e-3", "seed=0,1", "train.steps=3000",
                         "train.eval_every=1000", "train.ckpt_every=250"), *launcher(partition)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "mupbench.train", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        sweep = tmp_path / "outputs" / "cx"
-        deadline, ckpt = time.monotonic() + 180, None
-        while ckpt is None and proc.poll() is None and time.monotonic() < deadline:
-            ckpt = next(iter(sweep.glob("*,seed=1,*/checkpoint.pt")), None)
-            time.sleep(0.1)
-        assert ckpt is not None, f"no checkpoint appeared: {proc.poll()=}"
-        second = mupbench(args, tmp_path)
-        assert second.returncode != 0 and len(second.stderr.strip().splitlines()) == 1
-        assert "still queued or running" in second.stderr and "scancel -n mupbench-cx" in second.stderr
+    sweep = tmp_path / "outputs" / "cx"
+    with sweep_in_background(args, tmp_path, "*,seed=1,*/checkpoint.pt") as (proc, ckpt):
         # the array task running seed=1 is task 1 (points go out in sweep order)
         (job,) = [j for j in _sh("squeue", "-h", "-n", "mupbench-cx", "-t", "R", "-o", "%i").stdout.split() if j.endswith("_1")]
         assert _sh("scancel", job).returncode == 0
         _, err = proc.communicate(timeout=420)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode != 0
     last = err.strip().splitlines()[-1]
     assert last.startswith("mupbench: error: 1 of 2 jobs (1 points) ended without results, e.g. job " + job), last
