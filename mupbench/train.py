@@ -91,6 +91,11 @@ def start_record(cfg: DictConfig, fp: str) -> dict:
     return {"status": "failed", **summary(cfg), "fingerprint": fp, "steps": cfg.train.steps, "started_at": now()}
 
 
+def describe_run(record: dict, run) -> None:
+    """What the record says about the assembled run: its size, the environment, the data."""
+    record.update(num_params=sum(p.numel() for p in run.model.parameters()), env=environment(run.device), data=run.splits.info)
+
+
 def write_failed_record(cfg: DictConfig, run_dir: Path, record: dict, e: BaseException, wall_time_s: float) -> None:
     record.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(), finished_at=now(),
                   wall_time_s=wall_time_s, config=OmegaConf.to_container(cfg, resolve=True))
@@ -144,7 +149,7 @@ def run_one(cfg: DictConfig, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     try:
         run = build_run(cfg)
-        record.update(num_params=sum(p.numel() for p in run.model.parameters()), env=environment(run.device), data=run.splits.info)
+        describe_run(record, run)
         log.info("%s: %s parameters on %s", record["setup"], f"{record['num_params']:,}", run.device)
         out = train(run, run_dir, fp)
     except (ConfigError, DataError):
