@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -70,10 +71,24 @@ class ChunkContext:
         )
 
     def compose(self, point: Point) -> DictConfig:
-        """The point's composed config (what the task function receives), without running it."""
+        """The point's composed sweep config (with its hydra node), without running it;
+        ``task_and_run_dir`` splits it into the task config and the run dir."""
         Singleton.set_state(self._state)
         loader = self._launcher.hydra_context.config_loader
         return loader.load_sweep_config(self._launcher.config, list(point.overrides))
+
+
+def task_and_run_dir(sweep_config: DictConfig) -> tuple[DictConfig, Path]:
+    """A point's composed sweep config → (the task config the entrypoint receives, its run dir)."""
+    hc = HydraConfig.instance()
+    saved = hc.cfg
+    hc.set_config(sweep_config)  # ${hydra:...} in the sweep subdir resolves against this point
+    try:
+        run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+    finally:
+        hc.cfg = saved
+    task = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config.keys() if k != "hydra"])
+    return task, run_dir.absolute()
 
 
 def run_sequential(points: Sequence[Point], ctx: ChunkContext) -> List[JobReturn]:
@@ -111,6 +126,26 @@ def resolve_runner(path: str) -> Callable[[Sequence[Point], ChunkContext], List[
     if not callable(fn):
         raise ValueError(f"{module} has no function {name}")
     return fn
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b:?")
+
+
+def _why(e: BaseException) -> str:
+    """One line from submitit's account of a lost job: the exception that ended it (the last
+    one in the job's traceback) and where its log is, or the first line (cancelled, timed out)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    dashes = [i for i, line in enumerate(lines) if set(line) == {"-"}]
+    trace = lines[dashes[0] + 1 : dashes[1]] if len(dashes) >= 2 else []
+    hits = [i for i, line in enumerate(trace) if _EXCEPTION_LINE.match(line)]
+    if not hits:
+        return lines[0]
+    i = hits[-1]
+    why = trace[i] + (f" {trace[i + 1]}" if trace[i].endswith(":") and i + 1 < len(trace) else "")
+    log = next((line[2:] for line in lines if line.startswith("- ") and line.endswith(".err")), None)
+    return why + (f" (log: {log})" if log else "")
 
 
 def _positive_int(key: str, value: Any, allow_none: bool = False) -> Optional[int]:
@@ -178,14 +213,7 @@ class _ChunkedLauncher(BaseSubmititLauncher):
         if guess is not None and not (guess / "result.json").exists():
             return None
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(point.overrides))
-        hc = HydraConfig.instance()
-        saved = hc.cfg
-        hc.set_config(cfg)  # ${hydra:...} in the sweep subdir resolves against this point
-        try:
-            run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        finally:
-            hc.cfg = saved
-        task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+        task_cfg, run_dir = task_and_run_dir(cfg)
         done = finished_record(task_cfg, run_dir, fingerprint(task_cfg))  # the entrypoint's own rule
         if done is None:
             return None
@@ -269,10 +297,9 @@ class _ChunkedLauncher(BaseSubmititLauncher):
         if failed:
             job_id, _, e = failed[0]
             lost = sum(len(c) for _, c, _ in failed)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise LauncherError(
                 f"{len(failed)} of {len(jobs)} jobs ({lost} points) ended without results, e.g. job {job_id}: "
-                f"{first} — relaunch the same command to run them again (finished points are skipped)"
+                f"{_why(e)} — relaunch the same command to run them again (finished points are skipped)"
             )
         return [results[p.num] for p in points]
 
