@@ -159,16 +159,28 @@ def test_sweep_of_8_points_runs_as_8_slurm_jobs_then_relaunch_skips_them_all(par
     assert json.loads(status.stdout)["total"] == {"completed": 8, "diverged": 0, "failed": 0, "started": 0, "pending": 0}
 
 
-def test_chunks_of_points_per_job_each_point_keeps_its_run_dir_and_record(partition, tmp_path):
-    args = [*sweep_args("chunks", "model.width_mult=1,2", "optimizer.lr=1e-2", "seed=0,1,2", "train.steps=60"),
-            *launcher(partition), "hydra.launcher.points_per_job=4"]
-    out = mupbench(args, tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    recs = records(tmp_path / "outputs" / "chunks")
-    assert len(recs) == 6 and all(r["status"] == "completed" for r in recs.values())
-    tasks = [r["env"]["slurm_array_task_id"] for r in sorted(recs.values(), key=lambda r: (r["width_mult"], r["seed"]))]
-    assert tasks == ["0", "0", "0", "0", "1", "1"]  # 6 points in jobs of 4 and 2, in sweep order
+def test_chunks_of_points_per_job_and_usr2_requeues_the_chunk_which_resumes(partition, tmp_path):
+    """points_per_job=2: 4 points in 2 jobs, each point with its own run dir and record. USR2 to
+    the first job while its first point trains (what SLURM sends before a time limit or on
+    preemption): submitit calls the chunk's checkpoint(), requeues the job, and the restarted job
+    resumes the first point from its checkpoint.pt and then trains the second."""
+    args = [*sweep_args("chunks", "model.width_mult=8", "optimizer.lr=1e-2", "seed=0,1,2,3", "train.steps=3000",
+                        "train.eval_every=1000", "train.ckpt_every=250"), *launcher(partition),
+            "hydra.launcher.points_per_job=2"]
+    with sweep_in_background(args, tmp_path, "*,seed=0,*/checkpoint.pt") as (proc, ckpt):
+        (job,) = [j for j in _sh("squeue", "-h", "-n", "mupbench-chunks", "-t", "R", "-o", "%i").stdout.split()
+                  if j.endswith("_0")]
+        assert _sh("scancel", "--signal=USR2", job).returncode == 0
+        _, err = proc.communicate(timeout=420)
+    assert proc.returncode == 0, err[-3000:]
+    recs = {r["seed"]: r for r in records(tmp_path / "outputs" / "chunks").values()}
+    assert sorted(recs) == [0, 1, 2, 3] and all(r["status"] == "completed" and r["steps_done"] == 3000 for r in recs.values())
     assert len({r["env"]["slurm_array_job_id"] for r in recs.values()}) == 1
+    assert [recs[s]["env"]["slurm_array_task_id"] for s in range(4)] == ["0", "0", "1", "1"]  # in sweep order
+    assert recs[0]["env"]["slurm_restart_count"] == recs[1]["env"]["slurm_restart_count"] == "1"
+    assert recs[0]["resumed_from"] and recs[0]["resumed_from"] % 250 == 0  # interrupted: resumed
+    assert recs[1]["resumed_from"] is None  # not started before the requeue: trained whole
+    assert recs[2]["env"]["slurm_restart_count"] in (None, "0")
 
 
 def test_scontrol_requeue_of_a_running_job_resumes_from_its_checkpoint(partition, tmp_path):
