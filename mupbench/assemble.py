@@ -6,6 +6,7 @@ builds a model, an init or an optimizer its own way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from typing import Callable
@@ -98,6 +99,19 @@ def build_optimizer(cfg: DictConfig, groups: list[dict], device: torch.device) -
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, **flags)
 
 
+def set_tf32(on: bool) -> None:
+    """TF32 for CUDA matmuls and convolutions, set explicitly either way (cuDNN's default is on)."""
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
+def autocast(cfg: DictConfig, device: torch.device):
+    """The context for forward and loss: bfloat16 autocast if ``train.bf16``, else nothing."""
+    if cfg.train.bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def generator(device: torch.device, seed: int, stream: str) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(stream_seed(seed, stream))
 
@@ -111,10 +125,13 @@ def build_run(cfg: DictConfig, device: torch.device | None = None, splits: Split
     if dtype != torch.float32:
         cast = lambda ts: tuple(t.to(dtype) if t.is_floating_point() else t for t in ts)  # noqa: E731
         splits = Splits(splits.spec, cast(splits.train), cast(splits.val), cast(splits.test), splits.info)
+    set_tf32(cfg.train.tf32)
     model, base = build_models(cfg, splits.spec, device)
     model.to(dtype)
     plan = make_plan(cfg, model, base)
     P.initialize(model, plan, generator(device, cfg.seed, "init"))
+    if cfg.train.compile:
+        model.compile()  # in place: parameter names, and so checkpoints, stay as they are
     torch.manual_seed(stream_seed(cfg.seed, "dropout"))  # dropout draws from torch's global RNG
     optimizer = build_optimizer(cfg, P.param_groups(model, plan, cfg.optimizer.lr), device)
     bs = cfg.train.batch_size

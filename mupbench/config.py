@@ -72,6 +72,11 @@ class TrainConfig:
     ckpt_every: int = 0  # write a resumable checkpoint every N steps; 0 = never
     log_every_s: float = 5.0  # at most one progress line per this many seconds
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    # Speed switches that change numbers (so they are part of a run's fingerprint); all off by
+    # default, for fidelity to the paper's fp32 runs.
+    compile: bool = False  # torch.compile the model (Module.compile: checkpoints keep their keys)
+    bf16: bool = False  # bfloat16 autocast for forward and loss (parameters and Adam stay fp32)
+    tf32: bool = False  # TF32 matmuls and convolutions on CUDA (set explicitly: cuDNN's default is on)
 
 
 @dataclass

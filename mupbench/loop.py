@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mupbench.assemble import Run
+from mupbench.assemble import Run, autocast
 from mupbench.fileio import atomic_write
 from mupbench.records import CHECKPOINT
 
@@ -43,7 +43,8 @@ def evaluate(run: Run) -> float:
     total = torch.zeros((), device=run.device, dtype=torch.float64)
     for _ in range(run.cfg.train.eval_batches):
         x, y = run.val_sampler.next()
-        total += run.loss_fn(run.model(x), y).double()
+        with autocast(run.cfg, run.device):
+            total += run.loss_fn(run.model(x), y).double()
     run.model.train()
     return (total / run.cfg.train.eval_batches).item()
 
@@ -120,6 +121,7 @@ def train(run: Run, run_dir: Path | None = None, fingerprint: str = "") -> Outco
             resumed_from = start
             log.info("resuming from %s at step %d", ckpt_path, start)
     losses = torch.full((t.steps + 1,), float("nan"), device=run.device, dtype=torch.float32)
+    amp = autocast(run.cfg, run.device)  # bf16 autocast, or a no-op context
     checked = start  # steps below this are known to have finite losses
     model.train()
     t0 = last_log = time.perf_counter()
@@ -139,7 +141,8 @@ def train(run: Run, run_dir: Path | None = None, fingerprint: str = "") -> Outco
             checked = step
             val_loss = evaluate(run)
         x, y = sampler.next()
-        loss = loss_fn(model(x), y)
+        with amp:
+            loss = loss_fn(model(x), y)
         if is_eval:
             train_loss = loss.item()
             history.append({"step": step, "train_loss": train_loss, "val_loss": val_loss, "elapsed_s": round(elapsed(), 3)})
