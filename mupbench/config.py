@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 class ParametrizationConfig:
     name: str = "mup"  # sp | mup | ntk | mf
     init_scale: float = 0.1  # c in the init std c/√fan-in
-    attn_scale: str = "default"  # default (follows name) | sp | mup | paper (1/d_model)
+    attn_scale: str = "default"  # default (follows name) | sp | mup | paper (SP 1/√d_head, others 1/d_model)
     kernel_fan_in: bool = False  # conv fan-in × kernel area (the paper's code: channels only)
 
 

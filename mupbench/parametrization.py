@@ -151,10 +151,13 @@ def attention_scale(rule: str, param: str, d_head: int, d_head0: int, d_model: i
     """The attention logit scale (SPEC §1.3).
 
     ``default`` follows the parametrization: SP 1/√d_head; μP (and MF, NTK) the base-equivalent
-    √d_head0/d_head, which equals SP at ζ = 1. ``paper`` is the paper code's 1/d_model.
+    √d_head0/d_head, which equals SP at ζ = 1. ``paper`` replicates the paper's code: SP
+    1/√d_head, the others 1/d_model. ``sp`` and ``mup`` force one form for every parametrization.
     """
     if rule == "default":
         rule = "sp" if param == "sp" else "mup"
+    if rule == "paper" and param == "sp":
+        rule = "sp"
     if rule == "sp":
         return 1.0 / math.sqrt(d_head)
     if rule == "mup":

@@ -115,7 +115,17 @@ def test_attention_scale_rules():
     assert P.attention_scale("default", "sp", 16, 4, 128) == pytest.approx(1 / 4)
     assert P.attention_scale("default", "mup", 16, 4, 128) == pytest.approx(2 / 16)
     assert P.attention_scale("default", "mup", 4, 4, 32) == P.attention_scale("default", "sp", 4, 4, 32)
+    # "paper" replicates the paper's code for each parametrization: SP keeps 1/√d_head, μP 1/d_model
     assert P.attention_scale("paper", "mup", 4, 4, 32) == pytest.approx(1 / 32)
+    assert P.attention_scale("paper", "sp", 4, 4, 32) == P.attention_scale("sp", "sp", 4, 4, 32) == 0.5
+
+
+def test_paper_attention_scale_through_the_config(tiny_cfg):
+    from mupbench.assemble import attention_scale
+
+    vit = ("model=vit", "dataset=synthetic_images", "parametrization.attn_scale=paper")
+    assert attention_scale(tiny_cfg(*vit, "parametrization=sp")) == 0.5
+    assert attention_scale(tiny_cfg(*vit, "parametrization=mup", "model.width_mult=2")) == pytest.approx(1 / 64)
 
 
 def test_print_params_table(cli):
