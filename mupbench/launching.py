@@ -1,8 +1,10 @@
 """Hydra launchers for sweeps on SLURM (and locally): chunks of grid points per job, finished
 points skipped before anything is submitted.
 
-These extend hydra-submitit-launcher's ``SlurmLauncher`` / ``LocalLauncher`` and are selected
-by the profiles in ``conf/hydra/launcher/`` (``slurm``, ``local``). On top of the plugin:
+These extend hydra-submitit-launcher's launcher (the same parameters, executors, job
+environment and requeue) and are selected by the profiles in ``conf/hydra/launcher/``
+(``slurm``, ``local``; the classes they name live in ``hydra_plugins/mupbench_launcher``, where
+Hydra looks for plugins). On top of the plugin:
 
 - ``points_per_job`` (or ``num_jobs``): one SLURM job trains a chunk of consecutive grid points,
   one after the other, each in its own run dir with its own record. The MLP grid is 5,120 tiny
