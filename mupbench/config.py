@@ -51,7 +51,7 @@ class AdamConfig(OptimizerConfig):
     name: str = "adam"
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    impl: str = "auto"  # auto (fused on CUDA, foreach on CPU) | fused | foreach | for_loop
+    impl: str = "auto"  # auto (= fused, CPU and CUDA) | fused | foreach | for_loop (mupbench.optim.LeanAdam)
 
 
 @dataclass
