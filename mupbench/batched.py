@@ -809,38 +809,104 @@ def _train_chunk(chunk, start, members, cfgs, run_dirs, fps, records, forward, f
 
 
 # ------------------------------------------------------------------------------------ sweeps
-def _noop_task(cfg: DictConfig) -> None:
-    """The task of a point already trained in its ensemble: Hydra only writes the job's files."""
+# Composing one point of a multirun costs Hydra about half a second (it reads every YAML file
+# again): more than training a small network. Points that differ only in seed and k are therefore
+# composed once per group; the others copy that config and set the two keys. Their run dirs come
+# from the overrides as Hydra would name them (mupbench.status.run_dir_function).
 
 
-def train_sweep(sweep_configs: Sequence[DictConfig], lrs: bool = True, max_members: int = 0, forward: str = "auto") -> None:
-    """Train a multirun's points (composed sweep configs) group by group as ensembles, each into
-    the run dir its single run would use. Points that cannot be batched are left untouched (no
-    record): the caller runs them through the entrypoint, which also reports bad configs."""
+def _varying(overrides: Sequence[str], keys: tuple[str, ...]) -> tuple[tuple[str, ...], dict]:
+    """(the overrides other than plain ``key=value`` ones for ``keys``, {key: typed value})."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    rest, values = [], {}
+    for text, o in zip(overrides, OverridesParser.create().parse_overrides(list(overrides))):
+        key = o.get_key_element()
+        if key in keys and o.type == OverrideType.CHANGE and not o.is_sweep_override() and isinstance(o.value(), (int, float)):
+            values[key] = o.value()
+        else:
+            rest.append(text)
+    return tuple(rest), values
+
+
+def derive_points(job_overrides: Sequence[Sequence[str]], compose: Callable[[int], DictConfig], lrs: bool = True) -> list:
+    """For each job: (task config, absolute run dir, its group's composed sweep config), or None
+    where the job has to be composed on its own. ``compose(i)`` composes job i."""
+    from hydra.core.hydra_config import HydraConfig
+
     from mupbench.launching import task_and_run_dir
+    from mupbench.status import run_dir_function
 
-    points = [task_and_run_dir(c) for c in sweep_configs]
+    keys = BATCHED_KEYS if lrs else ("seed",)
+    parsed = [_varying(o, keys) for o in job_overrides]
+    by_rest: dict[tuple, list[int]] = defaultdict(list)
+    for i, (rest, values) in enumerate(parsed):
+        by_rest[(rest, tuple(sorted(values)))].append(i)
+    out: list = [None] * len(job_overrides)
+    for members in by_rest.values():
+        first = members[0]
+        rep = compose(first)
+        task0, dir0 = task_and_run_dir(rep)
+        hc = HydraConfig.instance()
+        saved = hc.cfg
+        hc.set_config(rep)
+        try:
+            run_dir_of = run_dir_function(rep, Path(str(rep.hydra.sweep.dir)).absolute())
+        finally:
+            hc.cfg = saved
+        if run_dir_of(job_overrides[first]) != dir0:
+            out[first] = (task0, dir0, rep)  # a subdir that needs the whole config: compose each
+            continue
+        for i in members:
+            task = copy.deepcopy(task0)
+            for key, value in parsed[i][1].items():
+                OmegaConf.update(task, key, value, merge=False)
+            out[i] = (task, run_dir_of(job_overrides[i]), rep)
+    return out
+
+
+def train_sweep(points: Sequence[tuple[DictConfig, Path]], lrs: bool = True, max_members: int = 0, forward: str = "auto") -> list[bool]:
+    """Train a multirun's points, (task config, run dir), group by group as ensembles into the run
+    dirs their single runs would use. Returns, per point, whether it now holds its finished record;
+    the rest (bad configs, compiled runs, failures) are for the entrypoint, which also says what is
+    wrong in one line."""
+    from mupbench.train import fingerprint, finished_record
+
     usable = []
-    for task, run_dir in points:
+    for i, (task, run_dir) in enumerate(points):
         try:
             validate(task)
         except ConfigError:
-            continue  # the entrypoint says what is wrong, in one line
+            continue
         if not task.print_params and not task.train.compile:  # compiled runs go one by one
-            usable.append((task, run_dir))
-    groups = group_indices([t for t, _ in usable], lrs)
+            usable.append(i)
+    groups = group_indices([points[i][0] for i in usable], lrs)
     log.info("%d points in %d batched groups (seeds%s batched)", len(usable), len(groups), " and k values" if lrs else "")
     for g in groups:
         try:
-            train_points([usable[i][0] for i in g], [usable[i][1] for i in g], max_members=max_members, forward=forward)
+            train_points([points[usable[j]][0] for j in g], [points[usable[j]][1] for j in g], max_members=max_members, forward=forward)
         except (ConfigError, DataError) as e:
-            log.error("cannot batch %d points: %s", len(g), e)  # left to the entrypoint, which says it again
+            log.error("cannot batch %d points: %s", len(g), e)
+    return [finished_record(task, run_dir, fingerprint(task)) is not None for task, run_dir in points]
+
+
+def _job_return(overrides: Sequence[str], task: DictConfig, run_dir: Path, rep: DictConfig):
+    """What Hydra's run_job returns for a point whose entrypoint finds its record (the way
+    mupbench.launching reports a skipped point)."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    ret = JobReturn(overrides=list(overrides), cfg=task, working_dir=str(run_dir))
+    ret.status = JobStatus.COMPLETED
+    ret.return_value = None
+    ret.task_name = str(rep.hydra.job.name)
+    return ret
 
 
 class BatchedLauncherImpl:
-    """Hydra's basic (in-process) launcher, with each group of points trained first as ensembles;
-    then every point goes through Hydra's run_job as usual, so its run dir gets Hydra's files too.
-    Points already trained only get those files; any other point runs through the entrypoint."""
+    """Hydra's basic (in-process) launcher, with the points of each group trained first as
+    ensembles. A point that holds its finished record afterwards is reported done; any other
+    point (a bad config, a compiled run, a failure) runs through the entrypoint as usual."""
 
     def __init__(self, lrs: bool = True, max_members: int = 0, forward: str = "auto") -> None:
         from hydra._internal.core_plugins.basic_launcher import BasicLauncher
@@ -854,45 +920,48 @@ class BatchedLauncherImpl:
         BasicLauncher.__init__(self)  # type: ignore[arg-type]
         self.lrs, self.max_members, self.forward = lrs, max_members, forward
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        from hydra.core.utils import configure_log, filter_overrides, run_job, setup_globals
+    def _compose(self, overrides: Sequence[str], idx: int) -> DictConfig:
         from omegaconf import open_dict
 
-        from mupbench.launching import task_and_run_dir
-        from mupbench.records import FINISHED, read_result
-        from mupbench.train import fingerprint
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.id = cfg.hydra.job.num = idx
+        return cfg
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
+        from hydra.core.utils import configure_log, filter_overrides, run_job, setup_globals
 
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides)} jobs locally as batched ensembles")
-        configs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(cfg):
-                cfg.hydra.job.id = cfg.hydra.job.num = idx
-            configs.append(cfg)
-        train_sweep(configs, self.lrs, self.max_members, self.forward)
+        derived = derive_points(job_overrides, lambda i: self._compose(job_overrides[i], initial_job_idx + i), self.lrs)
+        have = [i for i, d in enumerate(derived) if d is not None]
+        done = dict(zip(have, train_sweep([derived[i][:2] for i in have], self.lrs, self.max_members, self.forward)))
         runs = []
-        for cfg in configs:
-            task, run_dir = task_and_run_dir(cfg)
-            done = read_result(run_dir)
-            trained = bool(done) and done.get("status") in FINISHED and done.get("fingerprint") == fingerprint(task)
-            runs.append(run_job(hydra_context=self.hydra_context, task_function=_noop_task if trained else self.task_function,
-                                config=cfg, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+        for i, overrides in enumerate(job_overrides):
+            if done.get(i):
+                runs.append(_job_return(overrides, *derived[i]))
+                continue
+            runs.append(run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=self._compose(overrides, initial_job_idx + i),
+                                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return runs
 
 
 def run_chunk(points, ctx, lrs: bool = True) -> list:
     """A runner for mupbench.launching's chunked launchers (``hydra.launcher.runner=
-    mupbench.batched.run_chunk``): the chunk's seeds and k values are trained as ensembles, then
-    every point goes through the entrypoint, which finds its record (or runs what is left).
+    mupbench.batched.run_chunk``): the chunk's seeds and k values are trained as ensembles; a
+    point left without its record (a failure, a bad config) then runs through the entrypoint.
     Put seed (and optimizer.lr) last in the sweep so that a chunk holds whole groups."""
-    train_sweep([ctx.compose(p) for p in points], lrs=lrs)
-    return [ctx.run(p) for p in points]
+    overrides = [p.overrides for p in points]
+    derived = derive_points(overrides, lambda i: ctx.compose(points[i]), lrs)
+    have = [i for i, d in enumerate(derived) if d is not None]
+    done = dict(zip(have, train_sweep([derived[i][:2] for i in have], lrs)))
+    return [_job_return(p.overrides, *derived[i]) if done.get(i) else ctx.run(p) for i, p in enumerate(points)]
 
 
 def run_chunk_seeds(points, ctx) -> list:

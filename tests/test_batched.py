@@ -302,3 +302,42 @@ def test_multirun_with_the_batched_launcher(cli, tmp_path):
     assert "\ncompleted (min val loss" not in again.stdout
     assert (again.stdout + again.stderr).count("already completed") == 8
     assert [read(d) for d in dirs] == records
+
+
+def test_sweep_points_are_composed_once_per_group():
+    """Hydra takes about half a second to compose a point; the batched launchers compose one per
+    group and derive the rest. The derived configs and run dirs are those Hydra composes."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mupbench.config import CONF_DIR
+    from mupbench.launching import task_and_run_dir
+
+    jobs = [["train.steps=20", f"model.width_mult={z}", f"optimizer.lr={k}", f"seed={s}"] for z in (1, 2) for k in ("1e-3", "0.1") for s in (0, 3)]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        def full(i):
+            return hydra_compose("config", overrides=jobs[i], return_hydra_config=True)
+
+        composed = []
+        derived = B.derive_points(jobs, lambda i: composed.append(i) or full(i))
+        assert composed == [0, 4]  # one per width
+        for i, (task, run_dir, _) in enumerate(derived):
+            expect_task, expect_dir = task_and_run_dir(full(i))
+            assert OmegaConf.to_container(task) == OmegaConf.to_container(expect_task)
+            assert run_dir == expect_dir
+        assert B.derive_points(jobs, full, lrs=False)[1][0].optimizer.lr == 1e-3
+
+
+def test_chunked_local_launcher_with_the_batched_runner(cli, tmp_path):
+    """On the chunked launchers (local here; slurm the same) the runner trains each job's chunk
+    as ensembles: hydra.launcher.runner=mupbench.batched.run_chunk."""
+    sweep = ["-m", "hydra/launcher=local", "hydra.launcher.num_jobs=1", "hydra.launcher.runner=mupbench.batched.run_chunk",
+             "train.steps=20", "train.eval_every=10", "train.eval_batches=2", "train.device=cpu", "optimizer.lr=1e-3,1e-2", "seed=0,1"]
+    out = cli(*sweep)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-2000:]
+    records = [read(p.parent) for p in (tmp_path / "outputs" / "default").glob("*/result.json")]
+    assert len(records) == 4 and all(r["status"] == "completed" and r["batched"]["members"] == 4 for r in records)
+    again = cli(*sweep)
+    assert again.returncode == 0 and "4 completed and 0 diverged before (skipped), 0 to run" in again.stdout + again.stderr
+    assert [read(p.parent) for p in (tmp_path / "outputs" / "default").glob("*/result.json")] == records
