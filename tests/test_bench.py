@@ -1,0 +1,58 @@
+"""The benchmark's code paths, run tiny: the step-time measurement, the GPU table's code on a CPU,
+the reference loop, and the command's clean skip of the GPU part without CUDA."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from benchmarks import run as bench
+from benchmarks.reference import Reference
+from mupbench.config import compose
+from mupbench.data import load_splits
+
+REPO = bench.REPO
+
+
+def test_step_measurement_and_report():
+    row = bench.measure_steps("mlp", 1, reps=1, target_s=0.02, threads=1)
+    assert row["steps_per_rep"] >= 10 and row["reps"] == 1
+    for key in ("reference", "sp", "mup"):
+        assert row["steps_per_s"][key] > 0 and row["cpu_step_ms"][key] > 0
+    assert row["ratio_mup_vs_sp"] > 0 and row["peak_mem_mb"] >= 0
+    text = bench.report({"steps": [row]})
+    assert "mlp/" in text and "μP/SP" in text
+    assert len(bench.targets({"steps": [row]})) == 4  # ≤ 1.0× reference and μP ≤ 1.02× SP, by wall and by CPU time
+
+
+def test_reference_loop_evaluates_as_spec_section_4():
+    cfg = compose(["train.device=cpu", "train.eval_every=10", "train.eval_batches=2"])
+    ref = Reference.from_config(cfg, load_splits(cfg.dataset, torch.device("cpu")))
+    assert type(ref.optimizer) is torch.optim.Adam and ref.optimizer.defaults["foreach"] is None  # PyTorch's defaults
+    history = ref.train(25)
+    assert [h[0] for h in history] == [0, 10, 20, 25]
+    assert all(h[1] > 0 and h[2] > 0 for h in history)
+
+
+def test_gpu_table_code_runs_small_on_cpu(monkeypatch):
+    monkeypatch.setattr(bench, "lm_data", lambda: (["dataset=synthetic_tokens", "dataset.n_train=5000"], "synthetic_tokens"))
+    monkeypatch.setattr(bench, "SETUPS", {k: v for k, v in bench.SETUPS.items() if k in ("mlp", "transformer")})
+    out = bench.measure_gpu(True, device="cpu", widths={"mlp": 2, "transformer": 1}, lm_zeta=1, grid=((1,), (1e-3,), 2))
+    assert [(r["setup"], r["width_mult"]) for r in out["rows"]] == [("mlp", 1), ("mlp", 2), ("transformer", 1), ("transformer", 1)]
+    assert out["transformer_bf16"]["tflops"] > 0
+    (b,) = out["mlp_batched_vs_single"]
+    assert b["members"] == 2 and b["speedup"] > 0
+    assert "TFLOP/s" in bench.report({"gpu": out})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip without CUDA")
+def test_gpu_part_skips_cleanly_without_cuda(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--parts", "gpu", "--out", str(tmp_path / "r.json")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "GPU table: skipped — no CUDA device" in out.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["gpu"]["skipped"].startswith("no CUDA device")
