@@ -164,7 +164,8 @@ def test_chunks_of_points_per_job_and_usr2_requeues_the_chunk_which_resumes(part
     the first job while its first point trains (what SLURM sends before a time limit or on
     preemption): submitit calls the chunk's checkpoint(), requeues the job, and the restarted job
     resumes the first point from its checkpoint.pt and then trains the second."""
-    args = [*sweep_args("chunks", "model.width_mult=8", "optimizer.lr=1e-2", "seed=0,1,2,3", "train.steps=3000",
+    steps = 8000  # long enough that USR2 lands while the first point trains, on an idle machine too
+    args = [*sweep_args("chunks", "model.width_mult=8", "optimizer.lr=1e-2", "seed=0,1,2,3", f"train.steps={steps}",
                         "train.eval_every=1000", "train.ckpt_every=250"), *launcher(partition),
             "hydra.launcher.points_per_job=2"]
     with sweep_in_background(args, tmp_path, "*,seed=0,*/checkpoint.pt") as (proc, ckpt):
@@ -174,7 +175,7 @@ def test_chunks_of_points_per_job_and_usr2_requeues_the_chunk_which_resumes(part
         _, err = proc.communicate(timeout=420)
     assert proc.returncode == 0, err[-3000:]
     recs = {r["seed"]: r for r in records(tmp_path / "outputs" / "chunks").values()}
-    assert sorted(recs) == [0, 1, 2, 3] and all(r["status"] == "completed" and r["steps_done"] == 3000 for r in recs.values())
+    assert sorted(recs) == [0, 1, 2, 3] and all(r["status"] == "completed" and r["steps_done"] == steps for r in recs.values())
     assert len({r["env"]["slurm_array_job_id"] for r in recs.values()}) == 1
     assert [recs[s]["env"]["slurm_array_task_id"] for s in range(4)] == ["0", "0", "1", "1"]  # in sweep order
     assert recs[0]["env"]["slurm_restart_count"] == recs[1]["env"]["slurm_restart_count"] == "1"
@@ -216,7 +217,9 @@ def test_scontrol_requeue_of_a_running_job_resumes_from_its_checkpoint(partition
 def test_cancelled_job_fails_the_sweep_in_one_line_and_relaunch_runs_only_that_point(partition, tmp_path):
     """A cancelled job makes the launch fail with one line naming it; relaunching runs only that
     point, from its checkpoint."""
-    args = [*sweep_args("cx", "model.width_mult=1", "optimizer.lr=1e-3", "seed=0,1", "train.steps=3000",
+    # long enough that the cancel lands while seed=1 trains, on a fast idle machine too (3,000
+    # steps once finished first there, and the sweep then rightly succeeded)
+    args = [*sweep_args("cx", "model.width_mult=1", "optimizer.lr=1e-3", "seed=0,1", "train.steps=20000",
                         "train.eval_every=1000", "train.ckpt_every=250"), *launcher(partition)]
     sweep = tmp_path / "outputs" / "cx"
     with sweep_in_background(args, tmp_path, "*,seed=1,*/checkpoint.pt") as (proc, ckpt):
