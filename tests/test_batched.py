@@ -57,6 +57,30 @@ def test_mlp_members_equal_their_single_runs(forward):
     assert len({out.history[-1]["train_loss"] for out in outs}) == 3
 
 
+@pytest.mark.parametrize("extra, rtol", [
+    (["optimizer=sgd", "optimizer.momentum=0.9"], 1e-4),  # torch's SGD fuses −lr·g into the add
+    (["train.dtype=float64"], 1e-10),
+], ids=["sgd_momentum", "float64"])
+def test_mlp_members_equal_their_single_runs_in_other_modes(extra, rtol):
+    configs = cfgs(MLP, [(0, 1e-2), (1, 3e-2)], *extra)
+    outs, _ = batched(configs)
+    for cfg, out in zip(configs, outs):
+        assert_same_run(single(cfg), out, rtol)
+
+
+def test_bf16_members_autocast_like_their_single_runs():
+    """Under bf16 autocast batched and single matmuls round differently (bf16 keeps ~3 digits), so
+    trajectories drift apart by a few percent; before the first update they agree to bf16 precision."""
+    configs = cfgs(MLP, [(0, 1e-2), (1, 3e-2)], "train.bf16=true")
+    outs, _ = batched(configs)
+    for cfg, out in zip(configs, outs):
+        alone = single(cfg)
+        assert (alone.status, [h["step"] for h in alone.history]) == (out.status, [h["step"] for h in out.history])
+        for key in ("train_loss", "val_loss"):
+            assert out.history[0][key] == pytest.approx(alone.history[0][key], rel=1e-2)
+            assert out.history[-1][key] == pytest.approx(alone.history[-1][key], rel=0.2)
+
+
 @pytest.mark.parametrize("setup", [VGG, TRANSFORMER], ids=["vgg_dropout", "transformer"])
 def test_other_setups_members_equal_their_single_runs(setup):
     """VGG has dropout 0.5 in its head: each member draws its masks from its own stream, as its
@@ -341,3 +365,18 @@ def test_chunked_local_launcher_with_the_batched_runner(cli, tmp_path):
     again = cli(*sweep)
     assert again.returncode == 0 and "4 completed and 0 diverged before (skipped), 0 to run" in again.stdout + again.stderr
     assert [read(p.parent) for p in (tmp_path / "outputs" / "default").glob("*/result.json")] == records
+
+
+def test_default_sweeper_composes_one_job_per_seed_and_k_group():
+    """conf/config.yaml's sweeper is Hydra's basic one except for its up-front check: one composed
+    job per group of plain seed / k values; a value of the wrong type is its own group, composed."""
+    from omegaconf import OmegaConf
+
+    from mupbench.config import CONF_DIR
+
+    assert "GroupedBasicSweeper" in OmegaConf.load(CONF_DIR / "hydra" / "sweeper" / "mupbench.yaml")._target_
+    jobs = [[f"model.width_mult={z}", f"optimizer.lr={k}", f"seed={s}"] for z in (1, 2) for k in ("1e-3", "1") for s in ("0", "1", "x")]
+    _, groups = B.groups_of_jobs(jobs)
+    plain = [g for g in groups if all("seed=x" not in jobs[i] for i in g)]
+    assert sorted(len(g) for g in plain) == [4, 4]  # per width: 2 k × 2 seeds
+    assert len(groups) == 4  # and the seed=x jobs apart (one per width, its k values plain): composed, so refused
