@@ -775,8 +775,9 @@ def train_points(
     for i in sorted(todo, key=lambda i: (float(cfgs[i].optimizer.lr), int(cfgs[i].seed))):  # equal k side by side
         by_start[members[i]["start"]].append(i)
     for start, group in sorted(by_start.items()):
-        for c in range(0, len(group), cap):
-            chunk = group[c : c + cap]
+        size = math.ceil(len(group) / math.ceil(len(group) / cap))  # balanced: 128 at a cap of 61 → 43, 43, 42
+        for c in range(0, len(group), size):
+            chunk = group[c : c + size]
             _train_chunk(chunk, start, members, cfgs, run_dirs, fps, records, forward, finish_record, write_failed_record)
     return records  # type: ignore[return-value]
 
