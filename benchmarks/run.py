@@ -1,6 +1,6 @@
 """mupbench's speed benchmark: one command, a table on stdout and a JSON file.
 
-    python -m benchmarks.run            # the full benchmark (about 15 minutes on 2 CPU cores)
+    python -m benchmarks.run            # the full benchmark (about 25 minutes on 2 CPU cores)
     python -m benchmarks.run --quick    # a smaller version (a few minutes), extrapolated and labelled so
 
 Parts (``--parts``, default all):
@@ -478,7 +478,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description="mupbench speed benchmark: steps/s per setup, runs/hour over the MLP grid slice, GPU table.")
     p.add_argument("--quick", action="store_true", help="a smaller benchmark, extrapolated (a few minutes)")
     p.add_argument("--parts", default="steps,grid,gpu", help="comma-separated: steps, grid, gpu")
-    p.add_argument("--reps", type=int, default=None, help="repetitions per step-time measurement (default 11; 5 with --quick)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions per step-time measurement (default 15; 5 with --quick)")
     p.add_argument("--target-s", type=float, default=None, help="seconds per repetition (default 1.0; 0.3 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for every loop measured")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/<time>.json)")
@@ -487,7 +487,7 @@ def main() -> None:
     if args.child:
         run_child(args.child)
         return
-    args.reps = args.reps or (5 if args.quick else 11)
+    args.reps = args.reps or (5 if args.quick else 15)
     args.target_s = args.target_s or (0.3 if args.quick else 1.0)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     unknown = set(parts) - {"steps", "grid", "gpu"}
