@@ -30,7 +30,7 @@ class Reference:
         self.batch_size, self.eval_every, self.eval_batches = batch_size, eval_every, eval_batches
 
     @classmethod
-    def from_config(cls, cfg, splits, device: torch.device | None = None, seed: int = 0) -> "Reference":
+    def from_config(cls, cfg, splits, device: torch.device | None = None, seed: int = 0) -> Reference:
         """The reference run of a mupbench config: its model with PyTorch's default init."""
         from mupbench.assemble import attention_scale
         from mupbench.models import model_module

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -171,7 +170,7 @@ def part_steps(args) -> list[dict]:
 # ---------------------------------------------------------------------------------- part: grid
 def timed_cmd(cmd: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
     if out.returncode != 0:
         raise SystemExit(f"benchmark command failed ({' '.join(cmd[:6])} ...): {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
     return time.perf_counter() - t0
@@ -205,7 +204,7 @@ def part_grid(args) -> dict:
             a[zeta], ra[zeta] = statistics.mean(ta), statistics.mean(tr)
             # (c) the batched sweep command for this ζ: its 8 k values × 16 seeds as ensembles; with
             # --quick at 100 and 300 steps, extrapolated linearly to 2,000
-            def batched(steps: int, tag: str) -> float:
+            def batched(steps: int, tag: str, zeta: float = zeta) -> float:
                 return timed_cmd([py, "-m", "mupbench.train", "-m", "hydra/launcher=batched", *common, f"train.steps={steps}", f"model.width_mult={zeta}",
                                   f"optimizer.lr={','.join(map(str, GRID_KS))}", f"seed=range({GRID_SEEDS})", f"hydra.sweep.dir={work}/c{zeta}{tag}"], REPO)
 
@@ -377,7 +376,7 @@ def measure_gpu(quick: bool, device: str = "cuda", widths: dict | None = None, l
 # ------------------------------------------------------------------------------- child processes
 def child(argv: list[str]) -> dict:
     """Run one measurement in a fresh process (its own peak memory, no state from the others)."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--child", *argv], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--child", *argv], cwd=REPO, capture_output=True, text=True, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
         raise SystemExit(f"benchmark child {argv[:3]} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")

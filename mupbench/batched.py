@@ -6,9 +6,9 @@ member is assembled by ``build_run`` exactly as its single run would be (its own
 val and dropout streams), then the members' parameters are stacked along a leading member axis:
 
 - forward: the MLP (an ``nn.Sequential`` of Linear/ReLU/Flatten/Dropout) runs as batched matmuls
-  (``baddbmm``, measured faster than vmap on CPU); every other model runs as
-  ``vmap(functional_call)``. Each member's loss is its own; the gradient of their sum is each
-  member's own gradient.
+  (``_BatchedLinear``: bmm, then the bias; measured faster than vmap on CPU, and its forward is
+  bitwise F.linear's); every other model runs as ``vmap(functional_call)``. Each member's loss is
+  its own; the gradient of their sum is each member's own gradient.
 - dropout: each member draws its masks from its own dropout generator, seeded and consumed
   exactly as the single run's global RNG (``bernoulli_`` on the same shapes in the same order),
   so on CPU a member equals its single run with dropout on, and members of different seeds get
@@ -19,16 +19,19 @@ val and dropout streams), then the members' parameters are stacked along a leadi
   +ε, step size −lr/bc1 per member: bitwise torch.optim.Adam), so member i gets its own
   learning rate k_i × lr_mult. On CPU the default is ``StackedFusedAdam``: torch's fused Adam
   kernel (what single runs use) on slices of members with equal k, one pass instead of ten.
-- divergence: every step's losses go to a device-side buffer; a member whose loss turns
-  non-finite is frozen at once by a device-side mask (its updates are masked out); at
-  evaluations (the only host syncs) it is recorded as diverged at that exact step, with the
-  history its single run would have, and dropped from the ensemble.
+- divergence: every step's losses go to a buffer; a member whose loss turns non-finite is frozen
+  from that step on (on CPU it is left out of the fused update, which costs nothing to know
+  there; on CUDA a device-side mask zeroes its gradient and step size, without a host sync); at
+  evaluations it is recorded as diverged at that exact step, with the history its single run
+  would have, and dropped from the ensemble.
 - checkpoints: every ``train.ckpt_every`` steps each member writes its own checkpoint.pt in the
   single run's format, so either trainer can resume it.
 
 ``train_points`` is the entry for a list of configs and run dirs; ``BatchedLauncher`` (Hydra,
 in-process: ``hydra/launcher=batched``) and ``run_chunk`` (a runner for mupbench.launching's
-chunked SLURM / local launchers) group a multirun's points and call it.
+chunked SLURM / local launchers) group a multirun's points and call it, composing one point per
+group (``derive_points``); ``GroupedBasicSweeper`` (the project's default sweeper) likewise checks
+one composed point per group before launching.
 """
 
 from __future__ import annotations
@@ -39,11 +42,10 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.func import functional_call, vmap
@@ -718,7 +720,14 @@ def train_points(
     each point into its own run dir with the record ``run_one`` would write; finished points are
     skipped. Returns the records, in order.
     """
-    from mupbench.train import describe_run, finish_record, fingerprint, finished_record, start_record, write_failed_record
+    from mupbench.train import (
+        describe_run,
+        fingerprint,
+        finish_record,
+        finished_record,
+        start_record,
+        write_failed_record,
+    )
 
     if not cfgs:
         return []
@@ -797,7 +806,7 @@ def _train_chunk(chunk, start, members, cfgs, run_dirs, fps, records, forward, f
         )
     except (ConfigError, DataError):
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 — as run_one: the failure goes into each member's record
         for i in chunk:
             write_failed_record(cfgs[i], run_dirs[i], members[i]["record"], e, time.perf_counter() - members[i]["t0"])
             records[i] = members[i]["record"]
@@ -936,7 +945,12 @@ class BatchedLauncherImpl:
         return cfg
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        from hydra.core.utils import configure_log, filter_overrides, run_job, setup_globals
+        from hydra.core.utils import (
+            configure_log,
+            filter_overrides,
+            run_job,
+            setup_globals,
+        )
 
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None

@@ -52,7 +52,7 @@ def test_gpu_table_code_runs_small_on_cpu(monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip without CUDA")
 def test_gpu_part_skips_cleanly_without_cuda(tmp_path):
     out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--parts", "gpu", "--out", str(tmp_path / "r.json")],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
+                         cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "GPU table: skipped — no CUDA device" in out.stdout
     assert json.loads((tmp_path / "r.json").read_text())["gpu"]["skipped"].startswith("no CUDA device")
