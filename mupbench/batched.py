@@ -46,9 +46,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mupbench.assemble import Run, autocast, build_run, resolve_device, stream_seed
 from mupbench.config import ConfigError, validate
@@ -185,7 +187,10 @@ class StackedAdam:
         bias_correction2_sqrt = (1 - b2 ** float(self.t)) ** 0.5
         step_size = (self.lrs / bias_correction1 * -1).to(params[0].dtype)  # (M, P)
         sizes = [_per_member(step_size[:, j], p) for j, p in enumerate(params)]
-        small = [j for j, p in enumerate(params) if p.numel() <= CHUNK]
+        # on CPU large tensors go block by block (cache); on CUDA every block would be a kernel
+        # launch, so there one foreach call per operation covers every tensor
+        on_cpu = params[0].device.type == "cpu"
+        small = [j for j, p in enumerate(params) if p.numel() <= CHUNK or not on_cpu]
         if small:  # few elements: one foreach call per operation over all of them
             ps, gs, ms, vs = ([t[j] for j in small] for t in (params, grads, self.exp_avg, self.exp_avg_sq))
             torch._foreach_lerp_(ms, gs, 1 - b1)
@@ -198,7 +203,7 @@ class StackedAdam:
             torch._foreach_div_(update, denom)  # (s·m)/d: addcdiv's order of operations
             torch._foreach_add_(ps, update)
         for j, p in enumerate(params):  # large: every operation on one cache-sized block at a time
-            if p.numel() <= CHUNK:
+            if j in small:
                 continue
             M, per = p.shape[0], p[0].numel()
             s = sizes[j]
@@ -507,7 +512,10 @@ class Ensemble:
 
     def _masks(self) -> list[torch.Tensor]:
         """One mask per dropout call, stacked over members: member i draws from its own generator
-        exactly what F.dropout draws on CPU (``bernoulli_(1 - p)``, then ÷ (1 - p))."""
+        exactly what its single run's F.dropout draws (on CPU ``bernoulli_(1 - p)``, then
+        ÷ (1 - p); on CUDA the fused dropout kernel, which reads only the default generator)."""
+        if self.device.type == "cuda":
+            return self._cuda_masks()
         masks = []
         for shape, dtype, p in self.dropout_specs:
             if p >= 1:
@@ -519,6 +527,21 @@ class Ensemble:
             ]))
         return masks
 
+    def _cuda_masks(self) -> list[torch.Tensor]:
+        """F.dropout on ones, with each member's state swapped into the default CUDA generator
+        (host-side seed and offset: no device sync), draws what the single run draws."""
+        saved = torch.cuda.get_rng_state(self.device)
+        per_member = []
+        try:
+            for g in self.dropout_gens:
+                torch.cuda.set_rng_state(g.get_state(), self.device)
+                per_member.append([F.dropout(torch.ones(shape, dtype=dtype, device=self.device), p, training=True)
+                                   for shape, dtype, p in self.dropout_specs])
+                g.set_state(torch.cuda.get_rng_state(self.device))
+        finally:
+            torch.cuda.set_rng_state(saved, self.device)
+        return [torch.stack(layer) for layer in zip(*per_member)]
+
     def losses(self, x: torch.Tensor, y: torch.Tensor, train: bool) -> torch.Tensor:
         """(M,) losses of the members on their own batches (x, y stacked on dim 0)."""
         if train and self.dropout_specs is None:
@@ -529,6 +552,9 @@ class Ensemble:
             if self.mode == "bmm":
                 return self._vloss(self._bmm_forward(params, x, masks, train), y)
             self.skeleton.train(train)
+            if self.device.type == "cuda":  # the fused attention kernels' backward breaks under vmap
+                with sdpa_kernel(SDPBackend.MATH):
+                    return self._vmapped(tuple(params), x, y, masks)
             return self._vmapped(tuple(params), x, y, masks)
 
     # -- one step ----------------------------------------------------------------------------
