@@ -87,6 +87,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--california", default=None, help="a folder with California Housing (else the synthetic regression data)")
     a = p.parse_args()
     t0 = time.perf_counter()
@@ -97,13 +98,13 @@ def main() -> None:
     if a.california:
         from mupbench.data import california_housing as data
 
-        splits = data.load(data.Config(root=a.california), torch.device("cpu"))
+        splits = data.load(data.Config(root=a.california), torch.device(a.device))
     else:
         from mupbench.data import synthetic as data
 
-        splits = data.load(data.Config(), torch.device("cpu"))
+        splits = data.load(data.Config(), torch.device(a.device))
     torch.manual_seed(a.seed)
-    model = mlp.build(mlp.Config(width_mult=a.width_mult), splits.spec)
+    model = mlp.build(mlp.Config(width_mult=a.width_mult), splits.spec).to(a.device)
     history = Reference(model, splits, a.lr, batch_size=16).train(a.steps)
     print(f"reference run: {a.steps} steps, last val loss {history[-1][2]:.4g}, {time.perf_counter() - t0:.2f} s")
 

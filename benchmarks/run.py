@@ -65,10 +65,10 @@ def mlp_data() -> list[str]:
     return ["dataset=synthetic"]
 
 
-def setup_overrides(name: str, zeta: float, extra: list[str] = ()) -> list[str]:
+def setup_overrides(name: str, zeta: float, extra: list[str] = (), device: str = "cpu") -> list[str]:
     over, _, _, batch = SETUPS[name]
     data = mlp_data() if name == "mlp" else []
-    return [*over, *data, f"model.width_mult={zeta}", f"train.batch_size={batch}", "train.device=cpu", *extra]
+    return [*over, *data, f"model.width_mult={zeta}", f"train.batch_size={batch}", f"train.device={device}", *extra]
 
 
 def peak_rss_mb() -> float:
@@ -88,7 +88,7 @@ def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: i
 
     torch.set_num_threads(threads)
     rss0 = peak_rss_mb()
-    base = setup_overrides(name, zeta, [f"train.device={device}"])
+    base = setup_overrides(name, zeta, device=device)
     cfg = compose(base)
     dev = torch.device(device)
     splits = load_splits(cfg.dataset, dev)
@@ -120,7 +120,8 @@ def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: i
     # ends of a shorter repetition, for the large setups)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    probe = timed(ours("mup", 10, 10))[0] / 10
+    timed(ours("mup", 10, 10))  # warm-up: kernels, allocator and library handles
+    probe = timed(ours("mup", 20, 20))[0] / 20
     mem_ours = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb() - rss0
     steps = int(min(2000, max(10, target_s / max(probe, 1e-6))))
     steps = steps // 200 * 200 if steps >= 400 else steps
@@ -163,7 +164,7 @@ def part_steps(args) -> list[dict]:
     for name, (_, z0, z1, _) in SETUPS.items():
         for zeta in (z0, z1):
             print(f"  steps: {name} ζ={zeta} ...", flush=True)
-            rows.append(child(["steps", name, str(zeta), str(args.reps), str(args.target_s), str(args.threads)]))
+            rows.append(child(["steps", name, str(zeta), str(args.reps), str(args.target_s), str(args.threads), args.device]))
     return rows
 
 
@@ -173,7 +174,9 @@ def timed_cmd(cmd: list[str], cwd: Path) -> float:
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
     if out.returncode != 0:
         raise SystemExit(f"benchmark command failed ({' '.join(cmd[:6])} ...): {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    print(f"    {seconds:7.1f} s  {' '.join(c for c in cmd[1:] if not c.startswith(('dataset.', 'hydra.', '--california')))[:150]}", flush=True)
+    return seconds
 
 
 def part_grid(args) -> dict:
@@ -182,13 +185,13 @@ def part_grid(args) -> dict:
     quick = args.quick
     per_zeta = len(GRID_KS) * GRID_SEEDS
     full_runs = len(GRID_ZETAS) * per_zeta
-    common = [*mlp_data(), "train.device=cpu", f"train.threads={args.threads}", f"train.steps={GRID_STEPS}"]
+    common = [*mlp_data(), f"train.device={args.device}", f"train.threads={args.threads}", f"train.steps={GRID_STEPS}"]
     py = sys.executable
     work = Path(tempfile.mkdtemp(prefix="mupbench-bench-"))
     n_each = 1 if quick else 2  # single runs timed per ζ, for (a) and the reference
     b_ks = GRID_KS[3:4] if quick else GRID_KS[1::2]  # (b): these k values, seed 0, every ζ
     result: dict = {"slice": {"zetas": list(GRID_ZETAS), "ks": list(GRID_KS), "seeds": GRID_SEEDS, "steps": GRID_STEPS, "runs": full_runs},
-                    "threads": args.threads, "rows": {}}
+                    "threads": args.threads, "device": args.device, "rows": {}}
     ref_data = ["--california", str(CALIFORNIA)] if "dataset=california_housing" in common else []
     try:
         a, ra, c = {}, {}, {}
@@ -200,7 +203,7 @@ def part_grid(args) -> dict:
                 ta.append(timed_cmd([py, "-m", "mupbench.train", *common, f"model.width_mult={zeta}", f"optimizer.lr={k}", f"seed={i}",
                                      f"hydra.run.dir={work}/a/{zeta}_{i}"], REPO))
                 tr.append(timed_cmd([py, str(REPO / "benchmarks" / "reference.py"), "--width-mult", str(zeta), "--lr", str(k), "--seed", str(i),
-                                     "--steps", str(GRID_STEPS), "--threads", str(args.threads), *ref_data], REPO))
+                                     "--steps", str(GRID_STEPS), "--threads", str(args.threads), "--device", args.device, *ref_data], REPO))
             a[zeta], ra[zeta] = statistics.mean(ta), statistics.mean(tr)
             # (c) the batched sweep command for this ζ: its 8 k values × 16 seeds as ensembles; with
             # --quick at 100 and 300 steps, extrapolated linearly to 2,000
@@ -220,7 +223,7 @@ def part_grid(args) -> dict:
         t_b = timed_cmd([py, "-m", "mupbench.train", "-m", *common, f"model.width_mult={','.join(map(str, GRID_ZETAS))}",
                          f"optimizer.lr={','.join(map(str, b_ks))}", "seed=0", f"hydra.sweep.dir={work}/b"], REPO)
         b_runs = len(GRID_ZETAS) * len(b_ks)
-        t_rb = child_time(["grid_ref", ",".join(map(str, GRID_ZETAS)), ",".join(map(str, b_ks)), str(GRID_STEPS), str(args.threads)])
+        t_rb = child_time(["grid_ref", ",".join(map(str, GRID_ZETAS)), ",".join(map(str, b_ks)), str(GRID_STEPS), str(args.threads), args.device])
 
         rows = result["rows"]
         hours = lambda secs: secs / 3600  # noqa: E731
@@ -251,7 +254,7 @@ def part_grid(args) -> dict:
     return result
 
 
-def grid_ref(zetas: str, ks: str, steps: int, threads: int) -> float:
+def grid_ref(zetas: str, ks: str, steps: int, threads: int, device: str = "cpu") -> float:
     """The reference loop, run after run in this process, over the (ζ, k) subset; seconds."""
     import torch
 
@@ -264,9 +267,11 @@ def grid_ref(zetas: str, ks: str, steps: int, threads: int) -> float:
     splits = None
     for zeta in zetas.split(","):
         for k in ks.split(","):
-            cfg = compose([*setup_overrides("mlp", float(zeta)), f"optimizer.lr={k}"])
-            splits = splits or load_splits(cfg.dataset, torch.device("cpu"))
-            Reference.from_config(cfg, splits).train(steps)
+            cfg = compose([*setup_overrides("mlp", float(zeta), device=device), f"optimizer.lr={k}"])
+            splits = splits or load_splits(cfg.dataset, torch.device(device))
+            Reference.from_config(cfg, splits, torch.device(device)).train(steps)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
@@ -346,14 +351,17 @@ def measure_gpu(quick: bool, device: str = "cuda", widths: dict | None = None, l
         for zeta in (z0, widths[setup]):
             r = rate(setup_overrides(setup, zeta, lm_over if setup == "transformer" else []), steps)
             out["rows"].append({"setup": setup, "width_mult": zeta, "steps_per_s": r["steps_per_s"], "peak_mem_gb": r["peak_mem_gb"], "num_params": r["num_params"]})
-    r = rate(setup_overrides("transformer", lm_zeta, [*lm_over, "train.bf16=true", "train.tf32=true"]), steps)
-    cfg = r["cfg"]
-    T, B, L, d = cfg.dataset.context, cfg.train.batch_size, cfg.model.blocks, int(cfg.model.base_width * cfg.model.width_mult)
-    flops = 6 * (r["num_params"] - r["embedding_params"]) * B * T + 12 * L * B * T * T * d
-    achieved = flops * r["steps_per_s"] / 1e12
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    out["transformer_bf16"] = {"width_mult": lm_zeta, "data": lm_name, "tflops": achieved, "peak_tflops": peak,
-                               "fraction_of_peak": achieved / peak if peak else None, "steps_per_s": r["steps_per_s"]}
+    for key, extra in (("transformer_bf16", []), ("transformer_bf16_compiled", ["train.compile=true"])):
+        if extra and dev.type != "cuda":
+            continue  # Inductor on CPU takes minutes: the compiled row is for GPUs
+        r = rate(setup_overrides("transformer", lm_zeta, [*lm_over, "train.bf16=true", "train.tf32=true", *extra]), steps)
+        cfg = r["cfg"]
+        T, B, L, d = cfg.dataset.context, cfg.train.batch_size, cfg.model.blocks, int(cfg.model.base_width * cfg.model.width_mult)
+        flops = 6 * (r["num_params"] - r["embedding_params"]) * B * T + 12 * L * B * T * T * d
+        achieved = flops * r["steps_per_s"] / 1e12
+        out[key] = {"width_mult": lm_zeta, "data": lm_name, "tflops": achieved, "peak_tflops": peak, "compiled": bool(extra),
+                    "fraction_of_peak": achieved / peak if peak else None, "steps_per_s": r["steps_per_s"], "peak_mem_gb": r["peak_mem_gb"]}
     for zeta in zetas:  # batched vs single, per member
         over = on_device(setup_overrides("mlp", zeta))
         single = rate(over, steps * 4)["steps_per_s"]
@@ -390,9 +398,9 @@ def child_time(argv: list[str]) -> float:
 def run_child(argv: list[str]) -> None:
     kind = argv[0]
     if kind == "steps":
-        res = measure_steps(argv[1], float(argv[2]), int(argv[3]), float(argv[4]), int(argv[5]))
+        res = measure_steps(argv[1], float(argv[2]), int(argv[3]), float(argv[4]), int(argv[5]), argv[6])
     elif kind == "grid_ref":
-        res = {"seconds": grid_ref(argv[1], argv[2], int(argv[3]), int(argv[4]))}
+        res = {"seconds": grid_ref(argv[1], argv[2], int(argv[3]), int(argv[4]), argv[5])}
     elif kind == "gpu":
         res = measure_gpu(argv[1] == "True")
     else:
@@ -419,7 +427,7 @@ def report(res: dict) -> str:
                          f"{s['sp']:.1f}", f"{s['mup']:.1f}", f"{q['sp']:.2f}", f"{q['mup']:.2f}", f"{r['ratio_mup_vs_sp']:.3f}",
                          f"{c['sp']:.2f}", f"{c['mup']:.2f}", f"{r['cpu_ratio_mup_vs_sp']:.3f}", f"{r['peak_mem_mb']:.0f}"])
         t = res["steps"][0]
-        out.append(f"Single-run step time, CPU, {t['threads']} thread(s), {t['reps']} alternating repetitions: steps/s are medians, ratios "
+        out.append(f"Single-run step time, {t.get('device', 'cpu')}, {t['threads']} thread(s), {t['reps']} alternating repetitions: steps/s are medians, ratios "
                    f"are medians of the per-repetition ratios of time per step (< 1: faster than the plain-PyTorch reference), by wall clock "
                    f"and by this process's CPU time\n" + fmt_table(rows))
     if "grid" in res:
@@ -435,7 +443,7 @@ def report(res: dict) -> str:
         z = [["ζ", "(a) s/run", "(c) s/run", "(c) × (a)"]] + [[str(k), f"{v['a_s_per_run']:.2f}", f"{v['c_s_per_run']:.3f}", f"{v['c_x_vs_a']:.1f}"]
                                                                 for k, v in g["by_zeta"].items()]
         out.append(f"MLP grid slice: ζ ∈ {sl['zetas']}, {len(sl['ks'])} k values, {sl['seeds']} seeds, {sl['steps']} steps = {sl['runs']} runs "
-                   f"({g['threads']} thread(s))\n" + fmt_table(rows) + "\n" + "\n".join(f"  {labels[k]}: {r['detail']}" for k, r in g["rows"].items())
+                   f"({g.get('device', 'cpu')}, {g['threads']} thread(s))\n" + fmt_table(rows) + "\n" + "\n".join(f"  {labels[k]}: {r['detail']}" for k, r in g["rows"].items())
                    + "\nper width\n" + fmt_table(z))
     if "gpu" in res:
         gpu = res["gpu"]
@@ -444,14 +452,19 @@ def report(res: dict) -> str:
         else:
             rows = [["setup", "ζ", "params", "steps/s", "peak GB"]] + [[r["setup"], f"{r['width_mult']:g}", f"{r['num_params']:,}", f"{r['steps_per_s']:.1f}",
                                                                         f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "-"] for r in gpu["rows"]]
-            tb = gpu["transformer_bf16"]
-            peak = f"{tb['peak_tflops']:.0f}" if tb["peak_tflops"] else "unknown"
-            frac = f" ({100 * tb['fraction_of_peak']:.0f}% of peak)" if tb["fraction_of_peak"] else ""
+            lm_lines = []
+            for key, how in (("transformer_bf16", "eager"), ("transformer_bf16_compiled", "train.compile=true")):
+                if key not in gpu:
+                    continue
+                tb = gpu[key]
+                peak = f"{tb['peak_tflops']:.0f}" if tb["peak_tflops"] else "unknown"
+                frac = f" ({100 * tb['fraction_of_peak']:.0f}% of peak)" if tb["fraction_of_peak"] else ""
+                lm_lines.append(f"Transformer ζ={tb['width_mult']:g} on {tb['data']}, bf16 + TF32, {how}: {tb['steps_per_s']:.1f} steps/s, "
+                                f"{tb['tflops']:.1f} model TFLOP/s of {peak}{frac}")
             rows2 = [["MLP ζ", "members", "single steps/s", "batched member-steps/s", "speed-up"]] + [
                 [f"{r['width_mult']:g}", str(r["members"]), f"{r['single_steps_per_s']:.0f}", f"{r['batched_member_steps_per_s']:.0f}", f"{r['speedup']:.1f}"]
                 for r in gpu["mlp_batched_vs_single"]]
-            out.append(f"GPU: {gpu['device']}\n" + fmt_table(rows) + f"\nTransformer ζ={tb['width_mult']:g} on {tb['data']}, bf16: "
-                       f"{tb['tflops']:.1f} model TFLOP/s of {peak}{frac}\n" + fmt_table(rows2))
+            out.append(f"GPU: {gpu['device']}\n" + fmt_table(rows) + "\n" + "\n".join(lm_lines) + "\n" + fmt_table(rows2))
     return "\n\n".join(out)
 
 
@@ -480,6 +493,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=None, help="repetitions per step-time measurement (default 15; 5 with --quick)")
     p.add_argument("--target-s", type=float, default=None, help="seconds per repetition (default 1.0; 0.3 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for every loop measured")
+    p.add_argument("--device", default="cpu", help="where the steps and grid parts train: cpu (default) or cuda (the gpu part always uses cuda)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/<time>.json)")
     p.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = p.parse_args()
