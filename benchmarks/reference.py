@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--flush-denormal", action="store_true", help="flush CPU denormals to zero (as train.flush_denormal=true)")
     p.add_argument("--california", default=None, help="a folder with California Housing (else the synthetic regression data)")
     a = p.parse_args()
     t0 = time.perf_counter()
@@ -95,6 +96,7 @@ def main() -> None:
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    torch.set_flush_denormal(a.flush_denormal)
     if a.california:
         from mupbench.data import california_housing as data
 

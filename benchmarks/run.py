@@ -14,13 +14,16 @@ Parts (``--parts``, default all):
          process (the default launcher's multirun), (c) batched (hydra/launcher=batched); beside
          them the reference loop, one process per run (the paper's shell loops) and back to back.
          Every run trains 2,000 steps. (a), (b) and the reference are timed on a few runs and
-         scaled to the slice's 384; (c) trains the whole slice, one process per ζ (with --quick:
-         at 100 and 300 steps, extrapolated linearly to 2,000). Every number says which.
+         scaled to the slice's 384; (c) trains the whole slice as one sweep command (with --quick:
+         at 100 and 300 steps, extrapolated linearly to 2,000). Every number says which. Every
+         approach runs with ``--grid-threads`` threads (default: torch's default, as a user's
+         command runs).
   gpu    only with CUDA: steps/s at the base and the largest paper width, batched vs single for
          the MLP slice, and the Transformer at ζ = 32 with bf16: achieved TFLOP/s vs the GPU's peak.
 
-Results land in benchmarks/results/ (git-ignored). CPU timings use ``--threads`` threads (default
-1: the 2 cores are shared); every loop measured gets the same.
+Results land in benchmarks/results/ (git-ignored). The steps part's CPU timings use ``--threads``
+threads (default 1: the 2 cores are shared and one thread is less noisy); every loop measured
+gets the same. ``--device cuda`` runs the steps and grid parts on the GPU.
 """
 
 from __future__ import annotations
@@ -179,20 +182,30 @@ def timed_cmd(cmd: list[str], cwd: Path) -> float:
     return seconds
 
 
+def _default_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def part_grid(args) -> dict:
     """(a), (b) and the reference: a few full runs timed, scaled to 128 runs per ζ; (c): each ζ's
     128 runs as one batched sweep command (with --quick, at 100 and 300 steps, extrapolated)."""
     quick = args.quick
     per_zeta = len(GRID_KS) * GRID_SEEDS
     full_runs = len(GRID_ZETAS) * per_zeta
-    common = [*mlp_data(), f"train.device={args.device}", f"train.threads={args.threads}", f"train.steps={GRID_STEPS}"]
+    threads = args.grid_threads
+    flush = ["train.flush_denormal=true"] if args.flush_denormal else []
+    common = [*mlp_data(), f"train.device={args.device}", f"train.threads={threads}", f"train.steps={GRID_STEPS}", *flush]
     py = sys.executable
     work = Path(tempfile.mkdtemp(prefix="mupbench-bench-"))
     n_each = 1 if quick else 2  # single runs timed per ζ, for (a) and the reference
     b_ks = GRID_KS[3:4] if quick else GRID_KS[1::2]  # (b): these k values, seed 0, every ζ
     result: dict = {"slice": {"zetas": list(GRID_ZETAS), "ks": list(GRID_KS), "seeds": GRID_SEEDS, "steps": GRID_STEPS, "runs": full_runs},
-                    "threads": args.threads, "device": args.device, "rows": {}}
+                    "threads": threads or f"torch default ({_default_threads()})", "device": args.device,
+                    "flush_denormal": args.flush_denormal, "rows": {}}
     ref_data = ["--california", str(CALIFORNIA)] if "dataset=california_housing" in common else []
+    ref_data += ["--flush-denormal"] if args.flush_denormal else []
     try:
         a, ra, c = {}, {}, {}
         for zeta in GRID_ZETAS:
@@ -203,27 +216,37 @@ def part_grid(args) -> dict:
                 ta.append(timed_cmd([py, "-m", "mupbench.train", *common, f"model.width_mult={zeta}", f"optimizer.lr={k}", f"seed={i}",
                                      f"hydra.run.dir={work}/a/{zeta}_{i}"], REPO))
                 tr.append(timed_cmd([py, str(REPO / "benchmarks" / "reference.py"), "--width-mult", str(zeta), "--lr", str(k), "--seed", str(i),
-                                     "--steps", str(GRID_STEPS), "--threads", str(args.threads), "--device", args.device, *ref_data], REPO))
+                                     "--steps", str(GRID_STEPS), "--threads", str(threads), "--device", args.device, *ref_data], REPO))
             a[zeta], ra[zeta] = statistics.mean(ta), statistics.mean(tr)
-            # (c) the batched sweep command for this ζ: its 8 k values × 16 seeds as ensembles; with
-            # --quick at 100 and 300 steps, extrapolated linearly to 2,000
-            def batched(steps: int, tag: str, zeta: float = zeta) -> float:
-                return timed_cmd([py, "-m", "mupbench.train", "-m", "hydra/launcher=batched", *common, f"train.steps={steps}", f"model.width_mult={zeta}",
-                                  f"optimizer.lr={','.join(map(str, GRID_KS))}", f"seed=range({GRID_SEEDS})", f"hydra.sweep.dir={work}/c{zeta}{tag}"], REPO)
 
-            if quick:
-                t100, t300 = batched(100, "a"), batched(300, "b")
-                t_c, how = t100 + (t300 - t100) * (GRID_STEPS - 100) / 200, f"{t100:.1f} s at 100 steps, {t300:.1f} s at 300"
-            else:
-                t_c, how = batched(GRID_STEPS, ""), "measured"
-            statuses = [json.loads(q.read_text())["status"] for q in work.glob(f"c{zeta}*/*/result.json")]
-            c[zeta] = {"seconds": t_c, "runs": per_zeta, "how": how, "statuses": {x: statuses.count(x) for x in sorted(set(statuses))}}
+        # (c) the whole slice as one batched sweep command: every width's 8 k values × 16 seeds
+        # as ensembles; with --quick at 100 and 300 steps, extrapolated linearly to 2,000
+        def batched(steps: int, tag: str) -> float:
+            return timed_cmd([py, "-m", "mupbench.train", "-m", "hydra/launcher=batched", *common, f"train.steps={steps}",
+                              f"model.width_mult={','.join(map(str, GRID_ZETAS))}", f"optimizer.lr={','.join(map(str, GRID_KS))}",
+                              f"seed=range({GRID_SEEDS})", f"hydra.sweep.dir={work}/c{tag}"], REPO)
+
+        print("  grid: (c) batched, the whole slice ...", flush=True)
+        if quick:
+            t100, t300 = batched(100, "a"), batched(300, "b")
+            t_c, how = t100 + (t300 - t100) * (GRID_STEPS - 100) / 200, f"{t100:.1f} s at 100 steps, {t300:.1f} s at 300, extrapolated"
+        else:
+            t_c, how = batched(GRID_STEPS, ""), "measured"
+        records = [json.loads(q.read_text()) for q in work.glob(f"c{'b' if quick else ''}/*/result.json")]
+        for zeta in GRID_ZETAS:  # each width's share: its ensembles' wall time, from the records
+            mine = [r for r in records if r["config"]["model"]["width_mult"] == zeta]
+            ens = {r["batched"]["ensemble"]: r["batched"] for r in mine if r.get("batched")}
+            statuses = [r["status"] for r in mine]
+            c[zeta] = {"ensembles": len(ens), "members": sorted(e["members"] for e in ens.values()), "train_s": sum(e["ensemble_s"] for e in ens.values()),
+                       "runs": len(mine), "statuses": {x: statuses.count(x) for x in sorted(set(statuses))}}
+        overhead = t_c - sum(v["train_s"] for v in c.values()) if not quick else None
         startup = timed_cmd([py, "-m", "mupbench.train", *common, "train.steps=1", "train.eval_every=1", f"hydra.run.dir={work}/startup"], REPO)
         # (b) back to back in one process: the default launcher's multirun
         t_b = timed_cmd([py, "-m", "mupbench.train", "-m", *common, f"model.width_mult={','.join(map(str, GRID_ZETAS))}",
                          f"optimizer.lr={','.join(map(str, b_ks))}", "seed=0", f"hydra.sweep.dir={work}/b"], REPO)
         b_runs = len(GRID_ZETAS) * len(b_ks)
-        t_rb = child_time(["grid_ref", ",".join(map(str, GRID_ZETAS)), ",".join(map(str, b_ks)), str(GRID_STEPS), str(args.threads), args.device])
+        t_rb = child_time(["grid_ref", ",".join(map(str, GRID_ZETAS)), ",".join(map(str, b_ks)), str(GRID_STEPS), str(threads), args.device,
+                           str(args.flush_denormal)])
 
         rows = result["rows"]
         hours = lambda secs: secs / 3600  # noqa: E731
@@ -235,26 +258,27 @@ def part_grid(args) -> dict:
                                     "detail": f"plain-PyTorch loop, {b_runs} runs in one process in {t_rb:.1f} s (data loaded once), × {full_runs}/{b_runs}"}
         rows["b_back_to_back"] = {"hours": hours(startup + (t_b - startup) * full_runs / b_runs), "how": "extrapolated",
                                   "detail": f"`-m` with the default launcher, {b_runs} runs in {t_b:.1f} s; start-up once, the rest × {full_runs}/{b_runs}"}
-        def c_zeta_s(v: dict) -> float:
-            return v["seconds"]
-
-        rows["c_batched"] = {"hours": hours(sum(c_zeta_s(v) for v in c.values())), "how": "extrapolated" if quick else "measured", "by_zeta": c,
-                             "detail": "; ".join(f"ζ={z}: {v['runs']} runs in {v['seconds']:.1f} s ({v['how']})" for z, v in c.items())
-                                       + " — one `-m hydra/launcher=batched` process per ζ"}
+        rows["c_batched"] = {"hours": hours(t_c), "how": "extrapolated" if quick else "measured", "by_zeta": c, "seconds": t_c,
+                             "detail": f"one `-m hydra/launcher=batched` command over the slice, {how}: {t_c:.1f} s; "
+                                       + "; ".join(f"ζ={z}: {v['runs']} runs in {v['ensembles']} ensemble(s) {v['members']} training {v['train_s']:.1f} s"
+                                                   for z, v in c.items())
+                                       + (f"; start-up, composing, building and records {overhead:.1f} s" if overhead is not None else "")}
         for row in rows.values():
             row["runs_per_hour"] = full_runs / row["hours"]
         base_a, base_ref = rows["a_process_per_run"]["runs_per_hour"], rows["ref_process_per_run"]["runs_per_hour"]
         for row in rows.values():
             row["x_vs_a"] = row["runs_per_hour"] / base_a
             row["x_vs_ref_process_per_run"] = row["runs_per_hour"] / base_ref
-        result["by_zeta"] = {z: {"a_s_per_run": a[z], "c_s_per_run": c_zeta_s(c[z]) / per_zeta, "c_x_vs_a": a[z] * per_zeta / c_zeta_s(c[z])}
-                             for z in GRID_ZETAS}
+        if not quick:  # per width: its ensembles' training, plus an equal share (per run) of the command's overhead
+            share = overhead / full_runs
+            result["by_zeta"] = {z: {"a_s_per_run": a[z], "c_s_per_run": c[z]["train_s"] / per_zeta + share,
+                                     "c_x_vs_a": a[z] / (c[z]["train_s"] / per_zeta + share)} for z in GRID_ZETAS}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
 
 
-def grid_ref(zetas: str, ks: str, steps: int, threads: int, device: str = "cpu") -> float:
+def grid_ref(zetas: str, ks: str, steps: int, threads: int, device: str = "cpu", flush_denormal: bool = False) -> float:
     """The reference loop, run after run in this process, over the (ζ, k) subset; seconds."""
     import torch
 
@@ -262,7 +286,9 @@ def grid_ref(zetas: str, ks: str, steps: int, threads: int, device: str = "cpu")
     from mupbench.config import compose
     from mupbench.data import load_splits
 
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.set_flush_denormal(flush_denormal)
     t0 = time.perf_counter()
     splits = None
     for zeta in zetas.split(","):
@@ -400,7 +426,7 @@ def run_child(argv: list[str]) -> None:
     if kind == "steps":
         res = measure_steps(argv[1], float(argv[2]), int(argv[3]), float(argv[4]), int(argv[5]), argv[6])
     elif kind == "grid_ref":
-        res = {"seconds": grid_ref(argv[1], argv[2], int(argv[3]), int(argv[4]), argv[5])}
+        res = {"seconds": grid_ref(argv[1], argv[2], int(argv[3]), int(argv[4]), argv[5], argv[6] == "True")}
     elif kind == "gpu":
         res = measure_gpu(argv[1] == "True")
     else:
@@ -441,10 +467,10 @@ def report(res: dict) -> str:
             r = g["rows"][key]
             rows.append([label, f"{r['runs_per_hour']:,.0f}", f"{r['x_vs_a']:.1f}", f"{r['x_vs_ref_process_per_run']:.1f}", r["how"]])
         z = [["ζ", "(a) s/run", "(c) s/run", "(c) × (a)"]] + [[str(k), f"{v['a_s_per_run']:.2f}", f"{v['c_s_per_run']:.3f}", f"{v['c_x_vs_a']:.1f}"]
-                                                                for k, v in g["by_zeta"].items()]
+                                                                for k, v in g.get("by_zeta", {}).items()]
         out.append(f"MLP grid slice: ζ ∈ {sl['zetas']}, {len(sl['ks'])} k values, {sl['seeds']} seeds, {sl['steps']} steps = {sl['runs']} runs "
-                   f"({g.get('device', 'cpu')}, {g['threads']} thread(s))\n" + fmt_table(rows) + "\n" + "\n".join(f"  {labels[k]}: {r['detail']}" for k, r in g["rows"].items())
-                   + "\nper width\n" + fmt_table(z))
+                   f"({g.get('device', 'cpu')}, {g['threads']} thread(s){', denormals flushed' if g.get('flush_denormal') else ''})\n" + fmt_table(rows) + "\n" + "\n".join(f"  {labels[k]}: {r['detail']}" for k, r in g["rows"].items())
+                   + ("\nper width ((c): its ensembles' training + an equal share of the command's overhead)\n" + fmt_table(z) if len(z) > 1 else ""))
     if "gpu" in res:
         gpu = res["gpu"]
         if "skipped" in gpu:
@@ -492,7 +518,11 @@ def main() -> None:
     p.add_argument("--parts", default="steps,grid,gpu", help="comma-separated: steps, grid, gpu")
     p.add_argument("--reps", type=int, default=None, help="repetitions per step-time measurement (default 15; 5 with --quick)")
     p.add_argument("--target-s", type=float, default=None, help="seconds per repetition (default 1.0; 0.3 with --quick)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for every loop measured")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for every loop of the steps part (default 1: less noise)")
+    p.add_argument("--grid-threads", type=int, default=0,
+                   help="torch CPU threads for every approach of the grid part (default 0: torch's default, as the launcher runs)")
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="grid part: every approach (reference included) flushes CPU denormals to zero (train.flush_denormal=true)")
     p.add_argument("--device", default="cpu", help="where the steps and grid parts train: cpu (default) or cuda (the gpu part always uses cuda)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/<time>.json)")
     p.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

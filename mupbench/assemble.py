@@ -110,6 +110,12 @@ def build_optimizer(cfg: DictConfig, groups: list[dict], device: torch.device) -
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, fused=impl == "fused", foreach=impl == "foreach")
 
 
+def set_flush_denormal(on: bool) -> None:
+    """CPU denormals to zero (SSE3's FTZ/DAZ), set explicitly either way: the setting is
+    process-wide, so one run's choice must not leak into the next run of a multirun."""
+    torch.set_flush_denormal(on)
+
+
 def set_tf32(on: bool) -> None:
     """TF32 for CUDA matmuls and convolutions, set explicitly either way (cuDNN's default is on)."""
     torch.backends.cuda.matmul.allow_tf32 = on
@@ -137,6 +143,7 @@ def build_run(cfg: DictConfig, device: torch.device | None = None, splits: Split
         cast = lambda ts: tuple(t.to(dtype) if t.is_floating_point() else t for t in ts)  # noqa: E731
         splits = Splits(splits.spec, cast(splits.train), cast(splits.val), cast(splits.test), splits.info)
     set_tf32(cfg.train.tf32)
+    set_flush_denormal(cfg.train.flush_denormal)
     model, base = build_models(cfg, splits.spec, device)
     model.to(dtype)
     plan = make_plan(cfg, model, base)

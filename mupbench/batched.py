@@ -37,6 +37,8 @@ one composed point per group before launching.
 from __future__ import annotations
 
 import copy
+import functools
+import itertools
 import json
 import logging
 import math
@@ -364,14 +366,22 @@ class _BatchedLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        out = torch.bmm(x, w.transpose(1, 2))
+        ctx.vector = w.shape[1] == 1 and x.device.type == "cpu"
+        if ctx.vector:  # a readout to one unit: a dot product per row, 4-5x faster than bmm on CPU
+            out = (x * w).sum(-1, keepdim=True)
+        else:
+            out = torch.bmm(x, w.transpose(1, 2))
         return out + b.unsqueeze(1) if b is not None else out
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         x, w = ctx.saved_tensors
-        gx = torch.bmm(g, w) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(g.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        if ctx.vector:
+            gx = g * w if ctx.needs_input_grad[0] else None
+            gw = (g * x).sum(1, keepdim=True) if ctx.needs_input_grad[1] else None
+        else:
+            gx = torch.bmm(g, w) if ctx.needs_input_grad[0] else None
+            gw = torch.bmm(g.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
         gb = g.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
@@ -817,8 +827,12 @@ def train_points(
     return records  # type: ignore[return-value]
 
 
+_ENSEMBLE_NUMBERS = itertools.count()  # an ensemble's number within this process, in its members' records
+
+
 def _train_chunk(chunk, start, members, cfgs, run_dirs, fps, records, forward, finish_record, write_failed_record) -> None:
     runs = [members[i]["run"] for i in chunk]
+    number, t0 = next(_ENSEMBLE_NUMBERS), time.perf_counter()
     try:
         ens = Ensemble(runs, step=start, forward=forward)
         for p, i in enumerate(chunk):
@@ -838,9 +852,11 @@ def _train_chunk(chunk, start, members, cfgs, run_dirs, fps, records, forward, f
             records[i] = members[i]["record"]
         log.error("batched training of %d members failed: %s: %s", len(chunk), type(e).__name__, e)
         return
+    ensemble_s = round(time.perf_counter() - t0, 3)
     for p, i in enumerate(chunk):
         rec = members[i]["record"]
-        rec["batched"] = {"members": len(chunk), "position": p, "forward": ens.mode}
+        # which runs trained together, and for how long (the ensemble's wall time, shared by all)
+        rec["batched"] = {"ensemble": number, "members": len(chunk), "position": p, "forward": ens.mode, "ensemble_s": ensemble_s}
         records[i] = finish_record(cfgs[i], run_dirs[i], rec, outs[p], time.perf_counter() - members[i]["t0"])
 
 
@@ -851,17 +867,29 @@ def _train_chunk(chunk, start, members, cfgs, run_dirs, fps, records, forward, f
 # from the overrides as Hydra would name them (mupbench.status.run_dir_function).
 
 
-def _varying(overrides: Sequence[str], keys: tuple[str, ...]) -> tuple[tuple[str, ...], dict]:
-    """(the overrides other than plain ``key=value`` ones for ``keys``, {key: typed value})."""
+@functools.lru_cache(maxsize=4096)
+def _plain_value(text: str) -> tuple[str, int | float] | None:
+    """(key, value) if ``text`` is a plain ``seed=<int>`` or ``optimizer.lr=<number>`` change,
+    else None. Cached: a sweep's jobs repeat the same few override strings, and Hydra's parser
+    takes ~1 ms per override (seconds per few hundred jobs)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
+    (o,) = OverridesParser.create().parse_overrides([text])
+    key, value = o.get_key_element(), o.value()
+    typed = isinstance(value, int) if key == "seed" else isinstance(value, (int, float))
+    if key in BATCHED_KEYS and o.type == OverrideType.CHANGE and not o.is_sweep_override() and typed and not isinstance(value, bool):
+        return key, value
+    return None
+
+
+def _varying(overrides: Sequence[str], keys: tuple[str, ...]) -> tuple[tuple[str, ...], dict]:
+    """(the overrides other than plain ``key=value`` ones for ``keys``, {key: typed value})."""
     rest, values = [], {}
-    for text, o in zip(overrides, OverridesParser.create().parse_overrides(list(overrides))):
-        key, value = o.get_key_element(), o.value()
-        typed = isinstance(value, int) if key == "seed" else isinstance(value, (int, float))
-        if key in keys and o.type == OverrideType.CHANGE and not o.is_sweep_override() and typed and not isinstance(value, bool):
-            values[key] = value
+    for text in overrides:
+        plain = _plain_value(text)
+        if plain is not None and plain[0] in keys:
+            values[plain[0]] = plain[1]
         else:
             rest.append(text)
     return tuple(rest), values

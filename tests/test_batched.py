@@ -238,6 +238,10 @@ def test_records_are_the_single_runs_and_reruns_skip(tmp_path):
         for key in ("min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss"):
             assert rec[key] == pytest.approx(alone[key], rel=RTOL)
         assert rec["batched"]["members"] == 3
+    # the three trained as one ensemble: one number, one wall time, covering their training
+    assert len({(r["batched"]["ensemble"], r["batched"]["ensemble_s"]) for r in records}) == 1
+    assert [r["batched"]["position"] for r in records] == [0, 1, 2]  # ascending k inside the ensemble
+    assert 0 < records[0]["batched"]["ensemble_s"] <= max(r["wall_time_s"] for r in records)
     # a rerun finds every record and trains nothing
     stamps = [(d / RESULT).stat().st_mtime_ns for d in dirs]
     again = B.train_points(configs, dirs)

@@ -1,5 +1,6 @@
-"""The lean single-run step's switches: torch.compile, bf16 autocast and TF32 are off unless asked
-for, are recorded in the run's config and fingerprint (they change numbers), and work on CPU."""
+"""The lean single-run step's switches: torch.compile, bf16 autocast, TF32 and flushing denormals
+are off unless asked for, are recorded in the run's config and fingerprint (they change numbers),
+and work on CPU."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ TINY = ["train.steps=20", "train.eval_every=10", "train.eval_batches=2", "train.
 
 def test_speed_switches_are_off_by_default_and_recorded(tmp_path):
     cfg = compose(TINY)
-    assert (cfg.train.compile, cfg.train.bf16, cfg.train.tf32) == (False, False, False)
+    switches = ("compile", "bf16", "tf32", "flush_denormal")
+    assert [cfg.train[k] for k in switches] == [False] * 4
     record = run_one(cfg, tmp_path / "run")
-    assert {k: record["config"]["train"][k] for k in ("compile", "bf16", "tf32")} == {"compile": False, "bf16": False, "tf32": False}
-    prints = {fingerprint(compose([*TINY, f"train.{k}=true"])) for k in ("compile", "bf16", "tf32")}
-    assert len(prints | {fingerprint(cfg)}) == 4  # each changes numbers, so each is its own run
+    assert {k: record["config"]["train"][k] for k in switches} == dict.fromkeys(switches, False)
+    prints = {fingerprint(compose([*TINY, f"train.{k}=true"])) for k in switches}
+    assert len(prints | {fingerprint(cfg)}) == 5  # each changes numbers, so each is its own run
 
 
 def test_tf32_is_set_explicitly_both_ways():
@@ -31,6 +33,26 @@ def test_tf32_is_set_explicitly_both_ways():
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32  # cuDNN's own default is on
     finally:
         set_tf32(False)
+
+
+def test_flush_denormal_is_set_explicitly_both_ways_and_flushes():
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a float32 denormal
+    try:
+        build_run(compose([*TINY, "train.flush_denormal=true"]))
+        assert (tiny * 1.0).item() == 0.0  # flushed
+        build_run(compose(TINY))  # the next run of a multirun gets the default back
+        assert (tiny * 1.0).item() == pytest.approx(1e-39, rel=1e-3)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_flush_denormal_changes_nothing_above_the_denormal_range():
+    """Flushing only zeroes |x| < 1.2e-38: an MLP's losses agree with the default run."""
+    a = train(build_run(compose([*TINY, "model.width_mult=4"])))
+    b = train(build_run(compose([*TINY, "model.width_mult=4", "train.flush_denormal=true"])))
+    torch.set_flush_denormal(False)
+    for ha, hb in zip(a.history, b.history):
+        assert ha["val_loss"] == pytest.approx(hb["val_loss"], rel=1e-6)
 
 
 def test_bf16_autocasts_forward_only():
