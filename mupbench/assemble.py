@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +22,8 @@ from mupbench.config import ConfigError
 from mupbench.data import DataSpec, Splits, load_splits, make_sampler
 from mupbench.models import model_module, scaled
 from mupbench.optim import LeanAdam
+
+log = logging.getLogger("mupbench")
 
 STREAMS = ("init", "data", "val", "dropout")  # independent random streams of one run
 
@@ -110,10 +113,30 @@ def build_optimizer(cfg: DictConfig, groups: list[dict], device: torch.device) -
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, fused=impl == "fused", foreach=impl == "foreach")
 
 
+def denormals(n: int) -> torch.Tensor:
+    """n float32 denormals (the smallest, 1.4e-45), made from integer bits: a float fill would
+    itself be flushed to zero on a thread that flushes."""
+    return torch.ones(n, dtype=torch.int32).view(torch.float32)
+
+
 def set_flush_denormal(on: bool) -> None:
-    """CPU denormals to zero (SSE3's FTZ/DAZ), set explicitly either way: the setting is
-    process-wide, so one run's choice must not leak into the next run of a multirun."""
+    """CPU denormals to zero (x86's FTZ/DAZ), set explicitly either way so that one run's choice
+    does not leak into the next run of a multirun.
+
+    The flag lives in each thread's MXCSR register: torch sets it on the calling thread, and the
+    intra-op worker threads inherit it only if they start after it (measured: with 2 threads, a
+    pool started earlier leaves half of every parallel op unflushed). So it is set before the
+    first torch op of a run, and checked on every thread; where the pool predates it, a warning
+    says so.
+    """
     torch.set_flush_denormal(on)
+    if on and torch.get_num_threads() > 1:
+        n = 2**16 * torch.get_num_threads()  # enough elements for every thread to get a share
+        unflushed = int((denormals(n) * 1.0).count_nonzero())
+        if unflushed:
+            log.warning("train.flush_denormal reaches %.0f%% of the work: torch's %d-thread pool started before it was set "
+                        "(an earlier run in this process without it); set it for every run of the process, or train.threads=1",
+                        100 * (1 - unflushed / n), torch.get_num_threads())
 
 
 def set_tf32(on: bool) -> None:
@@ -136,6 +159,7 @@ def generator(device: torch.device, seed: int, stream: str) -> torch.Generator:
 def build_run(cfg: DictConfig, device: torch.device | None = None, splits: Splits | None = None) -> Run:
     """Everything a training loop needs, initialised and seeded from ``cfg`` alone."""
     device = device or resolve_device(cfg.train.device)
+    set_flush_denormal(cfg.train.flush_denormal)  # before any torch op starts the thread pool
     dtype = getattr(torch, cfg.train.dtype)
     if splits is None:
         splits = load_splits(cfg.dataset, device)
@@ -143,7 +167,6 @@ def build_run(cfg: DictConfig, device: torch.device | None = None, splits: Split
         cast = lambda ts: tuple(t.to(dtype) if t.is_floating_point() else t for t in ts)  # noqa: E731
         splits = Splits(splits.spec, cast(splits.train), cast(splits.val), cast(splits.test), splits.info)
     set_tf32(cfg.train.tf32)
-    set_flush_denormal(cfg.train.flush_denormal)
     model, base = build_models(cfg, splits.spec, device)
     model.to(dtype)
     plan = make_plan(cfg, model, base)

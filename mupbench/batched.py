@@ -54,7 +54,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mupbench.assemble import Run, autocast, build_run, resolve_device, stream_seed
+from mupbench.assemble import Run, autocast, build_run, resolve_device, set_flush_denormal, stream_seed
 from mupbench.config import ConfigError, validate
 from mupbench.data import DataError, IndexSampler, Splits, load_splits
 from mupbench.loop import Outcome, load_checkpoint, save_checkpoint
@@ -793,6 +793,7 @@ def train_points(
     if cfg0.train.threads:
         torch.set_num_threads(cfg0.train.threads)
     device = resolve_device(cfg0.train.device)
+    set_flush_denormal(cfg0.train.flush_denormal)  # before any torch op starts the thread pool
     if splits is None:
         splits = load_splits(cfg0.dataset, device)
     dtype = getattr(torch, cfg0.train.dtype)

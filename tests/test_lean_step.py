@@ -4,10 +4,13 @@ and work on CPU."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
-from mupbench.assemble import autocast, build_run, set_tf32
+from mupbench.assemble import autocast, build_run, denormals, set_tf32
 from mupbench.config import compose
 from mupbench.loop import train
 from mupbench.train import fingerprint, run_one
@@ -36,14 +39,40 @@ def test_tf32_is_set_explicitly_both_ways():
 
 
 def test_flush_denormal_is_set_explicitly_both_ways_and_flushes():
-    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a float32 denormal
+    tiny = denormals(1)  # 1.4e-45, the smallest float32 denormal
     try:
         build_run(compose([*TINY, "train.flush_denormal=true"]))
         assert (tiny * 1.0).item() == 0.0  # flushed
         build_run(compose(TINY))  # the next run of a multirun gets the default back
-        assert (tiny * 1.0).item() == pytest.approx(1e-39, rel=1e-3)
+        assert (tiny * 1.0).item() == pytest.approx(1.4e-45, rel=1e-2)
     finally:
         torch.set_flush_denormal(False)
+
+
+FTZ_PROBE = """
+import logging, sys, torch
+logging.basicConfig(level=logging.WARNING)
+from mupbench.assemble import build_run, denormals
+from mupbench.config import compose
+torch.set_num_threads(2)
+if sys.argv[1] == "pool_first":
+    denormals(2**18).mul(2).sum()  # an earlier run's parallel op starts the thread pool
+build_run(compose(["train.device=cpu", "train.flush_denormal=true"]))
+print("unflushed", int((denormals(2**18) * 1.0).count_nonzero()))
+"""
+
+
+@pytest.mark.parametrize("when", ["fresh", "pool_first"])
+def test_flush_denormal_reaches_every_thread_or_says_it_does_not(when):
+    """FTZ is per thread: set before the run's first torch op, the intra-op workers inherit it; if
+    the pool predates it (not this run's doing), half the work stays unflushed and a warning says so."""
+    out = subprocess.run([sys.executable, "-c", FTZ_PROBE, when], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    if when == "fresh":
+        assert "unflushed 0" in out.stdout and "flush_denormal" not in out.stderr
+    else:
+        assert "unflushed 0" not in out.stdout
+        assert "train.flush_denormal reaches 50% of the work" in out.stderr
 
 
 def test_flush_denormal_changes_nothing_above_the_denormal_range():
