@@ -165,6 +165,8 @@ def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: i
 def part_steps(args) -> list[dict]:
     rows = []
     for name, (_, z0, z1, _) in SETUPS.items():
+        if args.setups and name not in args.setups.split(","):
+            continue
         for zeta in (z0, z1):
             print(f"  steps: {name} ζ={zeta} ...", flush=True)
             rows.append(child(["steps", name, str(zeta), str(args.reps), str(args.target_s), str(args.threads), args.device]))
@@ -521,6 +523,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for every loop of the steps part (default 1: less noise)")
     p.add_argument("--grid-threads", type=int, default=0,
                    help="torch CPU threads for every approach of the grid part (default 0: torch's default, as the launcher runs)")
+    p.add_argument("--setups", default="", help=f"steps part: only these setups, comma-separated (default all: {','.join(SETUPS)})")
     p.add_argument("--flush-denormal", action="store_true",
                    help="grid part: every approach (reference included) flushes CPU denormals to zero (train.flush_denormal=true)")
     p.add_argument("--device", default="cpu", help="where the steps and grid parts train: cpu (default) or cuda (the gpu part always uses cuda)")
@@ -536,6 +539,9 @@ def main() -> None:
     unknown = set(parts) - {"steps", "grid", "gpu"}
     if unknown:
         p.error(f"--parts: unknown {sorted(unknown)}; choose from steps, grid, gpu")
+    unknown = {s for s in args.setups.split(",") if s} - set(SETUPS)
+    if unknown:
+        p.error(f"--setups: unknown {sorted(unknown)}; choose from {', '.join(SETUPS)}")
     import torch
 
     res: dict = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,

@@ -56,3 +56,30 @@ def test_gpu_part_skips_cleanly_without_cuda(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "GPU table: skipped — no CUDA device" in out.stdout
     assert json.loads((tmp_path / "r.json").read_text())["gpu"]["skipped"].startswith("no CUDA device")
+
+
+def test_grid_part_runs_small_and_counts_every_run(monkeypatch):
+    """The grid part end to end on a tiny slice: every approach really runs (subprocesses through
+    the entrypoint, the reference script, the batched launcher), (c) trains every run of the
+    slice, and runs/hour are the runs over the measured or scaled hours."""
+    import argparse
+
+    monkeypatch.setattr(bench, "GRID_ZETAS", (1,))
+    monkeypatch.setattr(bench, "GRID_KS", (1e-4, 3e-4, 1e-3, 3e-3, 1e-2))
+    monkeypatch.setattr(bench, "GRID_SEEDS", 2)
+    monkeypatch.setattr(bench, "GRID_STEPS", 20)
+    monkeypatch.setattr(bench, "mlp_data", lambda: ["dataset=synthetic", "train.eval_every=10"])
+    args = argparse.Namespace(quick=False, device="cpu", grid_threads=1, flush_denormal=True, threads=1)
+    g = bench.part_grid(args)
+    rows = g["rows"]
+    assert set(rows) == {"ref_process_per_run", "a_process_per_run", "ref_back_to_back", "b_back_to_back", "c_batched"}
+    c = rows["c_batched"]
+    assert c["how"] == "measured" and c["by_zeta"][1]["statuses"] == {"completed": 10}
+    assert c["by_zeta"][1]["members"] == [10] and 0 < c["by_zeta"][1]["train_s"] < c["seconds"]
+    for row in rows.values():
+        assert row["runs_per_hour"] == pytest.approx(10 / row["hours"])
+    assert rows["a_process_per_run"]["x_vs_a"] == 1.0
+    assert g["by_zeta"][1]["c_x_vs_a"] == pytest.approx(g["by_zeta"][1]["a_s_per_run"] / g["by_zeta"][1]["c_s_per_run"])
+    text = bench.report({"grid": g})
+    assert "(c) batched ensembles" in text and "denormals flushed" in text
+    assert bench.targets({"grid": g})[0].startswith("MLP grid slice ≥ 30×")
