@@ -367,7 +367,7 @@ class _BatchedLinear(torch.autograd.Function):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
         ctx.vector = w.shape[1] == 1 and x.device.type == "cpu"
-        if ctx.vector:  # a readout to one unit: a dot product per row, 4-5x faster than bmm on CPU
+        if ctx.vector:  # a readout to one unit: a dot product per row (alone 4-5x faster than a bmm with N = 1 on CPU; in a whole step, within noise)
             out = (x * w).sum(-1, keepdim=True)
         else:
             out = torch.bmm(x, w.transpose(1, 2))
