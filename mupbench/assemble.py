@@ -119,6 +119,9 @@ def denormals(n: int) -> torch.Tensor:
     return torch.ones(n, dtype=torch.int32).view(torch.float32)
 
 
+_flush_warned = False  # the warning below, once per process: a batched sweep builds hundreds of runs
+
+
 def set_flush_denormal(on: bool) -> None:
     """CPU denormals to zero (x86's FTZ/DAZ), set explicitly either way so that one run's choice
     does not leak into the next run of a multirun.
@@ -129,11 +132,13 @@ def set_flush_denormal(on: bool) -> None:
     first torch op of a run, and checked on every thread; where the pool predates it, a warning
     says so.
     """
+    global _flush_warned
     torch.set_flush_denormal(on)
     if on and torch.get_num_threads() > 1:
         n = 2**16 * torch.get_num_threads()  # enough elements for every thread to get a share
         unflushed = int((denormals(n) * 1.0).count_nonzero())
-        if unflushed:
+        if unflushed and not _flush_warned:
+            _flush_warned = True
             log.warning("train.flush_denormal reaches %.0f%% of the work: torch's %d-thread pool started before it was set "
                         "(an earlier run in this process without it); set it for every run of the process, or train.threads=1",
                         100 * (1 - unflushed / n), torch.get_num_threads())

@@ -12,8 +12,10 @@ import json
 import pytest
 import torch
 
+from test_batched import assert_same_run, cfgs  # the CPU tests' helpers (tests/ is on sys.path)
+
 from mupbench import batched as B
-from mupbench.assemble import autocast, build_run
+from mupbench.assemble import autocast, build_run, set_tf32
 from mupbench.config import compose
 from mupbench.loop import train
 
@@ -27,18 +29,6 @@ VIT = [*BASE, "train.steps=12", "train.eval_every=4", "train.batch_size=8", "mod
        "dataset.n_train=64", "dataset.n_val=32", "dataset.n_test=8"]
 # fp32 on CUDA (TF32 off): batched and single kernels differ in summation order only
 RTOL = 1e-4
-
-
-def cfgs(base: list[str], points: list[tuple[int, float]], *extra: str):
-    return [compose([*base, *extra, f"seed={s}", f"optimizer.lr={lr}"]) for s, lr in points]
-
-
-def assert_same_run(a, b, rtol=RTOL):
-    assert (a.status, a.diverged_step, a.steps_done) == (b.status, b.diverged_step, b.steps_done)
-    assert [h["step"] for h in a.history] == [h["step"] for h in b.history]
-    for ha, hb in zip(a.history, b.history):
-        for key in ("train_loss", "val_loss"):
-            assert ha[key] == pytest.approx(hb[key], rel=rtol, nan_ok=True), (ha["step"], key)
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +79,7 @@ def test_batched_members_equal_their_single_runs_on_cuda(setup, forward):
     assert ens.device.type == "cuda" and ens.mode == forward
     outs = B.train_ensemble(ens, [None] * len(configs), [""] * len(configs))
     for cfg, out in zip(configs, outs):
-        assert_same_run(train(build_run(cfg)), out)
+        assert_same_run(train(build_run(cfg)), out, RTOL)
 
 
 def test_diverged_member_is_frozen_on_cuda_and_recorded_at_its_step():
@@ -102,7 +92,7 @@ def test_diverged_member_is_frozen_on_cuda_and_recorded_at_its_step():
     ens = B.Ensemble([build_run(c) for c in configs])
     outs = B.train_ensemble(ens, [None] * len(configs), [""] * len(configs))
     for a, b in zip(singles, outs):
-        assert_same_run(a, b)  # the diverged member at its single run's exact step, too
+        assert_same_run(a, b, RTOL)  # the diverged member at its single run's exact step, too
     assert ens.size == 2  # dropped from the ensemble once recorded
 
 
@@ -129,8 +119,7 @@ def test_bf16_and_tf32_stay_close_to_fp32():
         assert out.status == "completed"
         assert out.history[0]["val_loss"] == pytest.approx(fp32.history[0]["val_loss"], rel=rtol), extra
         assert out.history[-1]["val_loss"] < out.history[0]["val_loss"]
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    set_tf32(False)
 
 
 def test_compiled_model_trains_like_eager():
