@@ -108,43 +108,6 @@ def test_compile_keeps_parameter_names():
         assert torch.equal(a, b)  # same init
 
 
-def _adam_run(make, steps=12, resume_at=None, make_resumed=None):
-    """Two learning-rate groups (as μP has), gradients of every scale; optionally switch optimizer
-    class mid-way through its state_dict."""
-    torch.manual_seed(0)
-    shapes, mults = [(64, 8), (64,), (64, 64), (1, 64)], [1.0, 1.0, 0.25, 0.25]
-    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
-    grads = [[torch.randn(s) * 10.0 ** (k % 4 - 2) for s in shapes] for k in range(steps)]
-
-    def groups():
-        return [{"params": [p for p, m in zip(params, mults) if m == 1.0], "lr": 1e-2},
-                {"params": [p for p, m in zip(params, mults) if m != 1.0], "lr": 2.5e-3}]
-
-    opt = make(groups())
-    for k, g in enumerate(grads):
-        if k == resume_at:
-            state = opt.state_dict()
-            opt = make_resumed(groups())
-            opt.load_state_dict(state)
-        for p, t in zip(params, g):
-            p.grad = t.clone()
-        opt.step()
-    return [p.detach() for p in params]
-
-
-@pytest.mark.parametrize("impl", ["fused", "foreach"])
-def test_lean_adam_is_torch_adam_bitwise(impl):
-    from mupbench.optim import LeanAdam
-
-    torch_adam = lambda g: torch.optim.Adam(g, fused=impl == "fused", foreach=impl == "foreach")  # noqa: E731
-    lean = lambda g: LeanAdam(g, impl=impl)  # noqa: E731
-    expect = _adam_run(torch_adam)
-    assert all(torch.equal(a, b) for a, b in zip(expect, _adam_run(lean)))
-    # state_dicts are interchangeable both ways, mid-run
-    assert all(torch.equal(a, b) for a, b in zip(expect, _adam_run(torch_adam, resume_at=5, make_resumed=lean)))
-    assert all(torch.equal(a, b) for a, b in zip(expect, _adam_run(lean, resume_at=5, make_resumed=torch_adam)))
-
-
 def test_single_runs_use_the_lean_fused_adam():
     from mupbench.optim import LeanAdam
 
