@@ -20,6 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from mupbench.data import DATASETS
 from mupbench.models import MODELS
 from mupbench.parametrization import ATTN_SCALES, OPTIMIZERS, PARAMETRIZATIONS
+from mupbench.trackers.config import LoggerConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -93,6 +94,7 @@ class Config:
     name: str = "default"  # runs land in outputs/<name>/<the overrides that define the run>
     force: bool = False  # rerun even if the run dir already holds a finished record
     print_params: bool = False  # print the per-parameter table and exit without training
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # experiment trackers (conf/logger/)
 
 
 def run_dirname(override_dirname: str) -> str:

@@ -1,0 +1,96 @@
+"""TensorBoard tracker, read back with TensorBoard's own event_accumulator (fast tier: the
+tensorboard package imports in well under a second)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorboard")
+
+from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
+from tensorboard.plugins.hparams import metadata  # noqa: E402
+from tracker_sweeps import csv_rows, grid, history, point_cfg, run_dir_of, simulate  # noqa: E402
+
+from mupbench import trackers  # noqa: E402
+from mupbench.records import write_metrics  # noqa: E402
+from mupbench.trackers.core import LEDGER, hyperparameters  # noqa: E402
+
+
+def read_events(logdir):
+    acc = ea.EventAccumulator(str(logdir), size_guidance={ea.SCALARS: 0, ea.TENSORS: 0})
+    acc.Reload()
+    return acc
+
+
+def tb_runs(sweep):
+    return sorted(p.parent for p in (sweep / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def assert_history(acc, run_dir):
+    rows = csv_rows(run_dir)
+    for metric in ("train_loss", "val_loss", "elapsed_s"):
+        events = sorted(acc.Scalars(metric), key=lambda e: e.step)  # a resumed run's events are in a second file
+        assert [e.step for e in events] == [int(r["step"]) for r in rows]  # every evaluation, once
+        assert [e.value for e in events] == [float(np.float32(r[metric])) for r in rows]  # TB stores float32
+
+
+def test_every_evaluation_step_with_the_metrics_csv_values_and_hparams(tmp_path):
+    cfg = point_cfg(zeta=4.0, lr=3e-3, seed=1, logger=("tensorboard",))
+    run_dir, record = simulate(cfg, tmp_path)
+    (logdir,) = tb_runs(tmp_path)
+    assert logdir == tmp_path / "tensorboard" / run_dir.name  # one dir per run under the sweep
+    acc = read_events(logdir)
+    assert_history(acc, run_dir)
+    assert [e.step for e in acc.Scalars("lr")] == [int(r["step"]) for r in csv_rows(run_dir)]
+    # the HParams plugin's session summaries: every resolved config key, and the outcome
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    expected = hyperparameters(record["config"])
+    got = {k: _value(v) for k, v in start.hparams.items()}
+    assert got == expected and "logger.tensorboard.enabled" not in got
+    assert got["model.width_mult"] == 4.0 and got["optimizer.lr"] == 3e-3 and got["seed"] == 1
+    assert start.group_name == "mlp_synthetic/mup/adam/ζ=4/k=0.003"
+    end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
+    assert end.status == 1  # STATUS_SUCCESS
+    assert acc.Scalars("final/min_val_loss")[0].value == pytest.approx(record["min_val_loss"], rel=1e-6)
+
+
+def _value(v):
+    kind = v.WhichOneof("kind")
+    return {"bool_value": v.bool_value, "number_value": v.number_value, "string_value": v.string_value}[kind]
+
+
+def test_eight_members_log_eight_runs(tmp_path):
+    members = grid(8, logger=("tensorboard",))
+    for cfg in members:
+        simulate(cfg, tmp_path)
+    runs = tb_runs(tmp_path)
+    assert len(runs) == 8 and {p.name for p in runs} == {run_dir_of(tmp_path, c).name for c in members}
+    for cfg in members:
+        assert_history(read_events(tmp_path / "tensorboard" / run_dir_of(tmp_path, cfg).name), run_dir_of(tmp_path, cfg))
+
+
+def test_killed_and_resumed_run_logs_no_step_twice(tmp_path):
+    cfg = point_cfg(logger=("tensorboard",))
+    simulate(cfg, tmp_path, stop=300, finish=False)  # killed after evaluating step 300...
+    run_dir, _ = simulate(cfg, tmp_path, start=200)  # ...resumed from its checkpoint at step 200
+    assert_history(read_events(tmp_path / "tensorboard" / run_dir.name), run_dir)
+    assert json.loads((run_dir / LEDGER).read_text())[f"tensorboard:{tmp_path.resolve() / 'tensorboard'}"]["finished"]
+
+
+def test_resume_backfills_steps_a_killed_process_never_handed_over(tmp_path):
+    cfg = point_cfg(logger=("tensorboard",))
+    run_dir, _ = simulate(cfg, tmp_path, stop=100, finish=False)  # its tracker got steps 0 and 100...
+    write_metrics(run_dir, history(cfg)[:4])  # ...but it evaluated up to step 300 before it was killed
+    simulate(cfg, tmp_path, start=400)  # resumed from a checkpoint at 400: 200 and 300 come from metrics.csv
+    assert_history(read_events(tmp_path / "tensorboard" / run_dir.name), run_dir)
+
+
+def test_finished_run_rerun_logs_nothing_new(tmp_path):
+    cfg = point_cfg(logger=("tensorboard",))
+    simulate(cfg, tmp_path)
+    assert trackers.open_run(cfg, run_dir_of(tmp_path, cfg), {"fingerprint": json.loads(
+        (run_dir_of(tmp_path, cfg) / LEDGER).read_text()).popitem()[1]["fingerprint"]}) is None
