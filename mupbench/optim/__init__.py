@@ -1,7 +1,9 @@
 """The optimizers: one Adam (``adam``: the foreach update and the fused call) that single runs
-(``LeanAdam``) and stacked ensembles (``StackedAdam``, ``StackedFusedAdam``) step through, and
-SGD (torch.optim.SGD for single runs, ``StackedSGD`` for ensembles). ``build_optimizer`` and
-``build_stacked`` choose one from the config."""
+(``LeanAdam``) and stacked ensembles (``StackedAdam``, ``StackedFusedAdam``) step through, with
+per-group ε and decoupled weight decay (torch AdamW); Adam-atan2 (``atan2``: ``AdamAtan2``,
+``StackedAdamAtan2``) on the same moments; SGD (torch.optim.SGD for single runs, ``StackedSGD``
+for ensembles). ``build_optimizer`` and ``build_stacked`` choose one from the config (Adam-atan2
+and weight decay are not wired to the config yet)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from omegaconf import DictConfig
 
 from mupbench.config import ConfigError
 from mupbench.optim.adam import LeanAdam, adam_foreach, cpu_fused_adam, fused_adam
+from mupbench.optim.atan2 import AdamAtan2, StackedAdamAtan2, atan2_foreach
 from mupbench.optim.sgd import StackedSGD
 from mupbench.optim.stacked_adam import StackedAdam, StackedFusedAdam
 
-__all__ = ["LeanAdam", "StackedAdam", "StackedFusedAdam", "StackedSGD", "adam_foreach", "build_optimizer", "build_stacked",
-           "cpu_fused_adam", "fused_adam"]
+__all__ = ["AdamAtan2", "LeanAdam", "StackedAdam", "StackedAdamAtan2", "StackedFusedAdam", "StackedSGD", "adam_foreach",
+           "atan2_foreach", "build_optimizer", "build_stacked", "cpu_fused_adam", "fused_adam"]
 
 
 def build_optimizer(cfg: DictConfig, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:

@@ -26,18 +26,35 @@ def bias_corrections(beta1: float, beta2: float, step: float) -> tuple[float, fl
     return 1 - beta1**step, (1 - beta2**step) ** 0.5
 
 
-def adam_foreach(params, grads, exp_avgs, exp_avg_sqs, step_sizes, *, beta1: float, beta2: float, eps: float,
-                 bias_correction2_sqrt: float) -> None:
-    """One Adam update of every tensor in the lists, in place (torch's foreach operations).
-
-    ``step_sizes[i]`` is −lr/(1 − β1^t) for tensor i: floats, or tensors that broadcast against
-    it (then rounded to its dtype by the caller)."""
+def adam_moments(grads, exp_avgs, exp_avg_sqs, *, beta1: float, beta2: float) -> None:
+    """m ← lerp(m, g, 1 − β1); v ← β2·v + (1 − β2)·g² (torch's foreach operations)."""
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+
+
+def decay_(params, factors) -> None:
+    """θ ← θ·f, torch AdamW's decoupled weight decay (f = 1 − lr·λ_torch, in double, rounded once
+    to the parameter dtype): a float or a broadcasting tensor per tensor, None for no decay."""
+    pairs = [(p, f) for p, f in zip(params, factors) if f is not None]
+    if pairs:
+        torch._foreach_mul_([p for p, _ in pairs], [f for _, f in pairs])
+
+
+def adam_foreach(params, grads, exp_avgs, exp_avg_sqs, step_sizes, *, beta1: float, beta2: float, eps,
+                 bias_correction2_sqrt: float, decay=None) -> None:
+    """One Adam update of every tensor in the lists, in place: torch.optim.adam._multi_tensor_adam's
+    operations in its order (AdamW's when ``decay`` is given).
+
+    ``step_sizes[i]`` is −lr/(1 − β1^t) for tensor i: floats, or tensors that broadcast against
+    it (rounded to its dtype by the caller). ``eps``: one float, or one per tensor. ``decay``:
+    ``decay_``'s factors, one per tensor."""
+    if decay is not None:
+        decay_(params, decay)
+    adam_moments(grads, exp_avgs, exp_avg_sqs, beta1=beta1, beta2=beta2)
     denom = torch._foreach_sqrt(exp_avg_sqs)
     torch._foreach_div_(denom, bias_correction2_sqrt)
-    torch._foreach_add_(denom, eps)
+    torch._foreach_add_(denom, eps if isinstance(eps, (int, float)) else list(eps))
     if all(isinstance(s, float) for s in step_sizes):
         torch._foreach_addcdiv_(params, exp_avgs, denom, list(step_sizes))
     else:
@@ -46,11 +63,13 @@ def adam_foreach(params, grads, exp_avgs, exp_avg_sqs, step_sizes, *, beta1: flo
         torch._foreach_add_(params, update)
 
 
-def fused_adam(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr: float, beta1: float, beta2: float, eps: float) -> None:
-    """torch's fused Adam kernel on the lists (each element its own tensor), ``steps`` already
-    advanced: the update of torch.optim.Adam(fused=True)."""
-    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
-                       weight_decay=0.0, eps=eps, maximize=False, grad_scale=None, found_inf=None)
+def fused_adam(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr: float, beta1: float, beta2: float, eps: float,
+               weight_decay: float = 0.0) -> None:
+    """torch's fused kernel on the lists (each element its own tensor), ``steps`` already advanced:
+    the update of torch.optim.Adam(fused=True), or AdamW(fused=True) with λ_torch = ``weight_decay``."""
+    kernel = torch._fused_adamw_ if weight_decay else torch._fused_adam_
+    kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
+           weight_decay=weight_decay, eps=eps, maximize=False, grad_scale=None, found_inf=None)
 
 
 @functools.cache
@@ -79,14 +98,18 @@ class LeanAdam(torch.optim.Adam):
       (−lr/(1 − β1^t)): bitwise torch.optim.Adam(foreach=True), and μP costs what SP costs.
 
     State (``step``, ``exp_avg``, ``exp_avg_sq``) and ``state_dict`` are torch.optim.Adam's, so
-    checkpoints load in either. Closures, amsgrad, weight decay, maximize, complex or sparse
-    parameters, and parameters without a gradient fall back to torch.optim.Adam.step.
+    checkpoints load in either. ε and weight decay may differ per group; weight decay is
+    decoupled (``decoupled_weight_decay=True``: bitwise torch.optim.AdamW). Closures, amsgrad, L2
+    weight decay, maximize, complex or sparse parameters, and parameters without a gradient fall
+    back to torch.optim.Adam.step.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, impl: str = "fused"):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, impl: str = "fused",
+                 weight_decay: float = 0.0, decoupled_weight_decay: bool = False):
         if impl not in ("fused", "foreach"):
             raise ValueError(f"LeanAdam impl {impl!r}: choose fused or foreach")
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, fused=impl == "fused", foreach=impl == "foreach")
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=impl == "fused",
+                         foreach=impl == "foreach", decoupled_weight_decay=decoupled_weight_decay)
         self.impl = impl
         self._lists: list[tuple[list, list, list, list]] | None = None
 
@@ -96,7 +119,8 @@ class LeanAdam(torch.optim.Adam):
 
     def _lean_ok(self) -> bool:
         return all(
-            not g["amsgrad"] and not g["maximize"] and g["weight_decay"] == 0 and not g["differentiable"] and not g["capturable"]
+            not g["amsgrad"] and not g["maximize"] and (g["weight_decay"] == 0 or g.get("decoupled_weight_decay", False))
+            and not g["differentiable"] and not g["capturable"]
             and all(p.grad is not None and not p.grad.is_sparse and not torch.is_complex(p) for p in g["params"])
             for g in self.param_groups
         )
@@ -128,25 +152,28 @@ class LeanAdam(torch.optim.Adam):
             for g, (params, exp_avgs, exp_avg_sqs, steps) in zip(self.param_groups, self._lists):
                 torch._foreach_add_(steps, 1)
                 fused_adam(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, steps, lr=g["lr"], beta1=g["betas"][0],
-                           beta2=g["betas"][1], eps=g["eps"])
+                           beta2=g["betas"][1], eps=g["eps"], weight_decay=g["weight_decay"])
             return None
         self._foreach_step()
         return None
 
     def _foreach_step(self) -> None:
-        """All groups in one ``adam_foreach``, with per-tensor step sizes."""
+        """All groups in one ``adam_foreach``, with per-tensor step sizes, ε and decay."""
         g0 = self.param_groups[0]
-        if any(g["betas"] != g0["betas"] or g["eps"] != g0["eps"] for g in self.param_groups):
-            raise ValueError("LeanAdam(foreach) needs the same betas and eps in every group")
-        params, exp_avgs, exp_avg_sqs, steps, lrs = [], [], [], [], []
+        if any(g["betas"] != g0["betas"] for g in self.param_groups):
+            raise ValueError("LeanAdam(foreach) needs the same betas in every group")
+        params, exp_avgs, exp_avg_sqs, steps, lrs, eps, decay = [], [], [], [], [], [], []
         for g, (p, m, v, s) in zip(self.param_groups, self._lists):
             params += p
             exp_avgs += m
             exp_avg_sqs += v
             steps += s
             lrs += [g["lr"]] * len(p)
+            eps += [g["eps"]] * len(p)
+            decay += [1 - g["lr"] * g["weight_decay"] if g["weight_decay"] else None] * len(p)
         beta1, beta2 = g0["betas"]
         torch._foreach_add_(steps, torch.tensor(1.0), alpha=1.0)
         bias_correction1, bias_correction2_sqrt = bias_corrections(beta1, beta2, steps[0].item())  # every parameter took every step
         adam_foreach(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [(lr / bias_correction1) * -1 for lr in lrs],
-                     beta1=beta1, beta2=beta2, eps=g0["eps"], bias_correction2_sqrt=bias_correction2_sqrt)
+                     beta1=beta1, beta2=beta2, eps=eps, bias_correction2_sqrt=bias_correction2_sqrt,
+                     decay=decay if any(f is not None for f in decay) else None)

@@ -36,10 +36,10 @@ class Plan:
 
     ``cuts[j]``: where parameter j is split along the member axis (``tensor_split``), or None:
     one view per member (``unbind``). ``calls``: (lr, [(j, piece), …]) — one kernel call per
-    distinct learning rate, over pieces of every parameter."""
+    distinct set of scalars (learning rate, …), over pieces of every parameter."""
 
     cuts: list[list[int] | None]
-    calls: list[tuple[float, list[tuple[int, int]]]]
+    calls: list[tuple[object, list[tuple[int, int]]]]
 
     def pieces(self, j: int, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
         cuts = self.cuts[j]
@@ -51,13 +51,14 @@ class Plan:
         return [[views[j][k] for j, k in entries] for _, entries in self.calls]
 
 
-def plan(rows: list[list[float]], alive: list[bool] | None, whole: list[bool]) -> Plan:
-    """Group live members by learning rate: ``rows[i][j]`` is member i's lr for parameter j;
-    ``whole[j]``: parameter j's members may share a slice (``aligned``). Runs of adjacent live
-    members with equal lr form one slice; dead members are in no call."""
+def plan(rows: list[list], alive: list[bool] | None, whole: list[bool]) -> Plan:
+    """Group live members by what a kernel call takes as scalars: ``rows[i][j]`` is member i's for
+    parameter j (its lr, or a tuple such as (lr, λ, ε)); ``whole[j]``: parameter j's members may
+    share a slice (``aligned``). Runs of adjacent live members with equal rows form one slice;
+    dead members are in no call."""
     M = len(rows)
     cuts: list[list[int] | None] = []
-    calls: dict[float, list[tuple[int, int]]] = defaultdict(list)
+    calls: dict[object, list[tuple[int, int]]] = defaultdict(list)
     for j, share in enumerate(whole):
         live = [i for i in range(M) if alive is None or alive[i]]
         if not share:

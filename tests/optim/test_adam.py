@@ -9,17 +9,17 @@ import torch
 from mupbench.optim import LeanAdam
 
 
-def _adam_run(make, steps=12, resume_at=None, make_resumed=None):
-    """Two learning-rate groups (as μP has), gradients of every scale; optionally switch optimizer
-    class mid-way through its state_dict."""
+def _adam_run(make, steps=12, resume_at=None, make_resumed=None, options=({}, {})):
+    """Two learning-rate groups (as μP has; ``options``: more per-group settings), gradients of
+    every scale; optionally switch optimizer class mid-way through its state_dict."""
     torch.manual_seed(0)
     shapes, mults = [(64, 8), (64,), (64, 64), (1, 64), (5, 3), (1,)], [1.0, 1.0, 0.25, 0.25, 0.25, 1.0]
     params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
     grads = [[torch.randn(s) * 10.0 ** (k % 4 - 2) for s in shapes] for k in range(steps)]
 
     def groups():
-        return [{"params": [p for p, m in zip(params, mults) if m == 1.0], "lr": 1e-2},
-                {"params": [p for p, m in zip(params, mults) if m != 1.0], "lr": 2.5e-3}]
+        return [{"params": [p for p, m in zip(params, mults) if m == 1.0], "lr": 1e-2, **options[0]},
+                {"params": [p for p, m in zip(params, mults) if m != 1.0], "lr": 2.5e-3, **options[1]}]
 
     opt = make(groups())
     for k, g in enumerate(grads):
@@ -42,6 +42,19 @@ def test_lean_adam_is_torch_adam_bitwise(impl):
     # state_dicts are interchangeable both ways, mid-run
     assert all(torch.equal(a, b) for a, b in zip(expect, _adam_run(torch_adam, resume_at=5, make_resumed=lean)))
     assert all(torch.equal(a, b) for a, b in zip(expect, _adam_run(lean, resume_at=5, make_resumed=torch_adam)))
+
+
+@pytest.mark.parametrize("impl", ["fused", "foreach"])
+def test_lean_adam_with_per_group_eps_and_decoupled_weight_decay_is_torch_adamw_bitwise(impl):
+    """What ε scaling and weight decay hand the optimizer (SPEC-AXES §1, §2): ε and λ_torch per
+    group, one group not decaying; every wd mode is this with another λ_torch."""
+    options = ({"eps": 1e-8 / 16, "weight_decay": 0.1 * 16}, {"eps": 1e-8, "weight_decay": 0.0})
+    torch_adamw = lambda g: torch.optim.AdamW(g, fused=impl == "fused", foreach=impl == "foreach")  # noqa: E731
+    lean = lambda g: LeanAdam(g, impl=impl, decoupled_weight_decay=True)  # noqa: E731
+    expect = _adam_run(torch_adamw, options=options)
+    assert all(torch.equal(a, b) for a, b in zip(expect, _adam_run(lean, options=options)))
+    assert all(torch.equal(a, b) for a, b in zip(expect, _adam_run(lean, resume_at=5, make_resumed=torch_adamw, options=options)))
+    assert not torch.equal(expect[0], _adam_run(torch_adamw)[0])  # the options took effect
 
 
 def test_lean_adam_falls_back_to_torch_for_what_it_does_not_cover():

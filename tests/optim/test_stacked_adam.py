@@ -133,3 +133,34 @@ def test_member_state_round_trips_through_torch_adam(cls):
     for a, b in zip(adam.exp_avg + adam.exp_avg_sq, other.exp_avg + other.exp_avg_sq):
         assert torch.equal(a, b)
     assert adam.member_state(1)[0]["step"].item() == 3.0
+
+
+@pytest.mark.parametrize("cls, kw", [(StackedAdam, {"foreach": True}), (StackedFusedAdam, {"fused": True})])
+def test_stacked_adam_with_eps_and_weight_decay_is_torch_adamw(monkeypatch, cls, kw):
+    """ε per parameter and λ_torch per member and parameter (here the `independent` mode's
+    λ/(k·ρ), which differs across members; vectors not decaying): every member bitwise
+    torch.optim.AdamW on that member alone."""
+    monkeypatch.setattr(stacked_adam, "CHUNK", 64)
+    torch.manual_seed(0)
+    ks, lam = [1e-3, 1e-3, 1e-2, 3e-3], 0.1
+    M = len(ks)
+    eps = [1e-8 / 4 if m != 0.5 else 1e-8 for m in FUSED_MULTS]
+    decays = [len(s) > 1 for s in FUSED_SHAPES]  # matrices decay
+    lrs = torch.tensor([[k * m for m in FUSED_MULTS] for k in ks], dtype=torch.float64)
+    wds = torch.tensor([[lam / (k * m) if d else 0.0 for m, d in zip(FUSED_MULTS, decays)] for k in ks], dtype=torch.float64)
+    init = [torch.randn(M, *s) for s in FUSED_SHAPES]
+    grads = _grads(M, FUSED_SHAPES, 12)
+    params = [t.clone() for t in init]
+    adam = cls(params, lrs, (0.9, 0.999), eps, weight_decay=wds)
+    for g in grads:
+        adam.step(params, [t.clone() for t in g])
+    for i in range(M):
+        own = [torch.nn.Parameter(t[i].clone()) for t in init]
+        opt = torch.optim.AdamW([{"params": [p], "lr": lrs[i, j].item(), "eps": eps[j], "weight_decay": wds[i, j].item()}
+                                 for j, p in enumerate(own)], **kw)
+        for g in grads:
+            for p, t in zip(own, g):
+                p.grad = t[i].clone()
+            opt.step()
+        for p, q in zip(own, params):
+            assert torch.equal(p.detach(), q[i]), (i, p.shape)
