@@ -9,7 +9,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from mupbench.trackers.core import Backend, RunInfo, final_metrics, hyperparameters
+from mupbench.trackers.core import Backend
+from mupbench.trackers.identity import RunInfo, final_metrics, hyperparameters
 
 SWEEP_TAG = "mupbench.sweep_dir"
 RUN_TAG = "mupbench.run_dir"

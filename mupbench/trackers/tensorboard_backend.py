@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mupbench.trackers.core import Backend, RunInfo, final_metrics, hyperparameters
+from mupbench.trackers.core import Backend
+from mupbench.trackers.identity import RunInfo, final_metrics, hyperparameters
 
 FINAL_PREFIX = "final/"  # the outcome's scalars, which the HParams table shows as metrics
 

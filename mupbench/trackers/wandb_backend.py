@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mupbench.trackers.core import Backend, RunInfo, final_metrics
+from mupbench.trackers.core import Backend
+from mupbench.trackers.identity import RunInfo, final_metrics
 
 MODES = ("offline", "online", "disabled")
 MAX_NAME = 64  # W&B's limit for group and job_type
+_LIVE: dict = {}  # run id -> this process's open wandb Run
 
 
 def wandb_dir(run: RunInfo, opts: dict) -> Path:
@@ -38,21 +40,26 @@ class Wandb(Backend):
         if mode not in MODES:
             raise ValueError(f"logger.wandb.mode={mode!r}: choose one of {', '.join(MODES)}")
         os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")  # wandb's crash reports go to the internet
         import wandb
 
         directory = wandb_dir(self.run, self.opts)
         directory.mkdir(parents=True, exist_ok=True)
         r = self.run.record
+        run_id = self.run.run_id(self.destination(self.run, self.opts))
+        if run_id in _LIVE:  # left open by an earlier tracker of this run dir in this process (a retried member)
+            _LIVE.pop(run_id).finish(exit_code=1)
         settings = wandb.Settings(console="off", x_disable_stats=True, x_disable_machine_info=True, save_code=False,
                                   disable_git=True, disable_job_creation=True, silent=True, x_save_requirements=False)
         self.wb = wandb.init(
             mode=mode, dir=str(directory), project=self.opts.get("project") or "mupbench", entity=self.opts.get("entity"),
-            id=self.run.run_id(self.destination(self.run, self.opts)), name=self.run.title,
+            id=run_id, name=self.run.title,
             group=_short(self.run.group), job_type=_short(self.run.family),
             tags=[str(t) for t in self.opts.get("tags") or []] + [str(r.get("parametrization")), str(r.get("setup"))],
             config=self.run.config, notes=f"run dir: {self.run.run_dir}",
             resume="allow", reinit="create_new", settings=settings,
         )
+        _LIVE[run_id] = self.wb
 
     def log(self, step: int, metrics: dict[str, float], wall_time: float) -> None:
         self.wb.log(metrics, step=step)
@@ -62,6 +69,7 @@ class Wandb(Backend):
         if record.get("error"):
             self.wb.summary["error"] = str(record["error"])
         self.wb.finish(exit_code=1 if record.get("status") == "failed" else 0)
+        _LIVE.pop(self.wb.id, None)
 
 
 BACKEND = Wandb

@@ -16,7 +16,8 @@ from tracker_sweeps import csv_rows, grid, history, point_cfg, run_dir_of, simul
 
 from mupbench import trackers  # noqa: E402
 from mupbench.records import write_metrics  # noqa: E402
-from mupbench.trackers.core import LEDGER, hyperparameters  # noqa: E402
+from mupbench.trackers.core import LEDGER
+from mupbench.trackers.identity import hyperparameters  # noqa: E402
 
 
 def read_events(logdir):
