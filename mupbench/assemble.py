@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,7 +22,7 @@ from mupbench import parametrization as P
 from mupbench.config import ConfigError
 from mupbench.data import DataSpec, Splits, load_splits, make_sampler
 from mupbench.models import model_module, scaled
-from mupbench.optim import LeanAdam
+from mupbench.optim import build_optimizer
 
 log = logging.getLogger("mupbench")
 
@@ -79,38 +80,18 @@ def build_models(cfg: DictConfig, spec: DataSpec, device: torch.device) -> tuple
     module = model_module(cfg.model.name)
     base_cfg = cfg.model.copy()
     base_cfg.width_mult = 1.0
-    try:
-        with torch.device("meta"):
-            base = module.build(base_cfg, spec, attention_scale(cfg))
-        with torch.device(device):
-            model = module.build(cfg.model, spec, attention_scale(cfg))
-    except ValueError as e:
-        raise ConfigError("model.width_mult", str(e).removeprefix("model.width_mult=")) from e
+    # a model's own ConfigError names its key (model.heads, model.patch_size, dataset, ...);
+    # config.validate says the same before any work
+    with torch.device("meta"):
+        base = module.build(base_cfg, spec, attention_scale(cfg))
+    with torch.device(device):
+        model = module.build(cfg.model, spec, attention_scale(cfg))
     return model, base
 
 
 def make_plan(cfg: DictConfig, model: nn.Module, base: nn.Module) -> list[P.ParamPlan]:
     p = cfg.parametrization
     return P.make_plan(model, base, p.name, cfg.optimizer.name, p.init_scale, p.kernel_fan_in)
-
-
-def build_optimizer(cfg: DictConfig, groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
-    """Adam: fused by default, on CPU too (one kernel per tensor instead of ten passes), stepped by
-    LeanAdam (torch.optim.Adam's kernels and state without its per-step Python work, which would
-    otherwise make μP's two learning-rate groups cost more than SP's one); for_loop is stock."""
-    o = cfg.optimizer
-    if o.name == "adam":
-        impl = o.impl if o.impl != "auto" else "fused"
-        if impl == "for_loop":
-            return torch.optim.Adam(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, foreach=False)
-        try:
-            return LeanAdam(groups, lr=o.lr, betas=o.betas, eps=o.eps, impl=impl)
-        except RuntimeError:  # a torch without fused Adam for this device or dtype
-            if o.impl != "auto":
-                raise
-            return LeanAdam(groups, lr=o.lr, betas=o.betas, eps=o.eps, impl="foreach")
-    impl = o.impl if o.impl != "auto" else ("fused" if device.type == "cuda" else "foreach")
-    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, fused=impl == "fused", foreach=impl == "foreach")
 
 
 def denormals(n: int) -> torch.Tensor:
@@ -144,6 +125,43 @@ def set_flush_denormal(on: bool) -> None:
                         100 * (1 - unflushed / n), torch.get_num_threads())
 
 
+SMALL_WORK = 2**20  # elements per op below which one thread beats two (OpenMP barriers dominate)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, capped by SLURM's allocation."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cpus, int(slurm)) if slurm.isdigit() and int(slurm) > 0 else cpus
+
+
+def auto_threads(work: int, cpus: int, busy: float) -> int:
+    """The intra-op thread count for ``work`` elements per op on ``cpus`` CPUs of which about
+    ``busy`` are taken by other processes (the load average).
+
+    Tiny ops (a small model, a small ensemble) get one thread: their parallel regions are too
+    short to amortise OpenMP's barriers, and a barrier whose other thread is descheduled on a
+    busy machine stalls every op (measured: 94 s with 2 threads vs 20 s with 1 for a 32-member
+    MLP ensemble with two competing processes). Larger ones get the CPUs nobody else is using.
+    """
+    if work < SMALL_WORK or cpus <= 1:
+        return 1
+    return max(1, min(cpus, round(cpus - busy)))
+
+
+def set_threads(cfg: DictConfig, work: int) -> int:
+    """Set torch's intra-op threads from ``train.threads`` (0 = :func:`auto_threads` for ``work``,
+    the elements one training step's ops touch: members × parameters) and return the count, which
+    the run's record keeps."""
+    n = cfg.train.threads or auto_threads(work, usable_cpus(), os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def set_tf32(on: bool) -> None:
     """TF32 for CUDA matmuls and convolutions, set explicitly either way (cuDNN's default is on)."""
     torch.backends.cuda.matmul.allow_tf32 = on
@@ -161,19 +179,24 @@ def generator(device: torch.device, seed: int, stream: str) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(stream_seed(seed, stream))
 
 
+def cast_splits(splits: Splits, dtype: torch.dtype) -> Splits:
+    """The splits with floating-point tensors in ``dtype`` (the data arrive in float32)."""
+    if dtype == torch.float32:
+        return splits
+    cast = lambda ts: tuple(t.to(dtype) if t.is_floating_point() else t for t in ts)  # noqa: E731
+    return Splits(splits.spec, cast(splits.train), cast(splits.val), cast(splits.test), splits.info)
+
+
 def build_run(cfg: DictConfig, device: torch.device | None = None, splits: Splits | None = None) -> Run:
     """Everything a training loop needs, initialised and seeded from ``cfg`` alone."""
     device = device or resolve_device(cfg.train.device)
     set_flush_denormal(cfg.train.flush_denormal)  # before any torch op starts the thread pool
-    dtype = getattr(torch, cfg.train.dtype)
     if splits is None:
         splits = load_splits(cfg.dataset, device)
-    if dtype != torch.float32:
-        cast = lambda ts: tuple(t.to(dtype) if t.is_floating_point() else t for t in ts)  # noqa: E731
-        splits = Splits(splits.spec, cast(splits.train), cast(splits.val), cast(splits.test), splits.info)
+    splits = cast_splits(splits, getattr(torch, cfg.train.dtype))
     set_tf32(cfg.train.tf32)
     model, base = build_models(cfg, splits.spec, device)
-    model.to(dtype)
+    model.to(getattr(torch, cfg.train.dtype))
     plan = make_plan(cfg, model, base)
     P.initialize(model, plan, generator(device, cfg.seed, "init"))
     if cfg.train.compile:
@@ -193,3 +216,11 @@ def build_run(cfg: DictConfig, device: torch.device | None = None, splits: Split
         train_sampler=make_sampler(splits, "train", bs, generator(device, cfg.seed, "data")),
         val_sampler=make_sampler(splits, "val", bs, generator(device, cfg.seed, "val")),
     )
+
+
+def describe_params(cfg: DictConfig) -> str:
+    """The per-parameter table (``print_params=true``), from models built on the meta device."""
+    spec = load_splits(cfg.dataset, torch.device("cpu")).spec
+    model, base = build_models(cfg, spec, torch.device("meta"))
+    plan = make_plan(cfg, model, base)
+    return f"{P.format_plan(plan, cfg.optimizer.lr)}\n{sum(p.numel() for p in model.parameters()):,} parameters"

@@ -77,6 +77,16 @@ def summary(cfg: DictConfig) -> dict:
     }
 
 
+def ensemble_key(cfg: DictConfig, lrs: bool = True) -> str:
+    """What the members of one ensemble share: the whole config except the seed (and k, if
+    ``lrs``). Points with equal keys can train as one stacked ensemble."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    c.pop("seed", None)
+    if lrs:
+        c["optimizer"].pop("lr", None)
+    return json.dumps(c, sort_keys=True)
+
+
 # ------------------------------------------------------------------------------ reading
 def problem(record: Any) -> str | None:
     """Why ``record`` is not a usable record (None if it is): the one definition of valid."""

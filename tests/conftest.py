@@ -46,3 +46,43 @@ def tiny_cfg():
     from mupbench.config import compose
 
     return lambda *overrides: compose([*TINY, *overrides])
+
+
+def train_single(run, run_dir=None, fingerprint=""):
+    """One assembled run through the loop as the lifecycle trains it (one member, no records)."""
+    from mupbench.training.loop import Member, train
+    from mupbench.training.single import SingleStepper
+
+    return train(SingleStepper(run), [Member(run_dir, fingerprint)], run.cfg.train)[0]
+
+
+def train_stacked(runs, forward="auto"):
+    """Assembled runs of one group as one stacked ensemble: (their Outcomes, the stepper)."""
+    from mupbench.training.loop import Member, train
+    from mupbench.training.stacked import StackedStepper
+
+    stepper = StackedStepper(runs, forward=forward)
+    return train(stepper, [Member(None) for _ in runs], runs[0].cfg.train), stepper
+
+
+# MKL's batched matmuls (bmm, and vmap's batching of mm/conv) sum in another order than the
+# single run's mm for some shapes and steps: on CPU members agree with their single runs to ~5e-7
+RTOL = 1e-5
+
+
+def cfgs(base: list[str], points: list[tuple[int, float]], *extra: str):
+    """Composed configs of one group: ``points`` are (seed, k)."""
+    from mupbench.config import compose
+
+    return [compose([*base, *extra, f"seed={s}", f"optimizer.lr={lr}"]) for s, lr in points]
+
+
+def assert_same_run(a, b, rtol=RTOL):
+    """Two Outcomes are the same run: status, steps, and every evaluation to ``rtol``."""
+    import pytest
+
+    assert (a.status, a.diverged_step, a.steps_done) == (b.status, b.diverged_step, b.steps_done)
+    assert [h["step"] for h in a.history] == [h["step"] for h in b.history]
+    for ha, hb in zip(a.history, b.history):
+        for key in ("train_loss", "val_loss"):
+            assert ha[key] == pytest.approx(hb[key], rel=rtol, nan_ok=True), (ha["step"], key)

@@ -10,7 +10,7 @@ from conftest import run_cli
 
 from mupbench.analysis import plot_coord_check
 from mupbench.config import compose
-from mupbench.coord_check import assert_width_stable, coord_check, figure1_coords, fit_slopes
+from mupbench.coordinates import assert_width_stable, coord_check, figure1_coords, fit_slopes
 
 WIDTHS = [1, 4, 16, 64]
 STEPS = [0, 3, 6]

@@ -12,12 +12,13 @@ import json
 import pytest
 import torch
 
-from test_batched import assert_same_run, cfgs  # the CPU tests' helpers (tests/ is on sys.path)
+from conftest import assert_same_run, cfgs, train_stacked
+from conftest import train_single as train
 
-from mupbench import batched as B
-from mupbench.assemble import autocast, build_run, set_tf32
+from mupbench.assemble import build_run, set_tf32
 from mupbench.config import compose
-from mupbench.loop import train
+from mupbench.training.single import SingleStepper
+from mupbench.training.stacked import StackedStepper
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -43,30 +44,25 @@ def test_single_step_never_syncs_with_the_host(setup):
     CUDA's sync debug mode turns any sync into an error."""
     run = build_run(compose(setup))
     assert run.device.type == "cuda"
-    losses = torch.zeros(20, device=run.device)
+    stepper = SingleStepper(run)  # the loop's own step
+    losses = torch.zeros(20, 1, device=run.device)
+    stepper.step(stepper.next_batch())
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     for i in range(20):
-        x, y = run.train_sampler.next()
-        with autocast(run.cfg, run.device):
-            loss = run.loss_fn(run.model(x), y)
-        losses[i] = loss.detach()
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
+        losses[i] = stepper.step(stepper.next_batch())
     torch.cuda.set_sync_debug_mode(0)
     assert torch.isfinite(losses).all() and losses[-1] < losses[0]
 
 
 def test_batched_step_never_syncs_with_the_host():
     """Divergence is tracked on the device: a member's non-finite loss freezes it without a sync."""
-    ens = B.Ensemble([build_run(c) for c in cfgs(MLP, [(0, 1e-3), (1, 1e-2), (2, 3e-2)])])
-    x, y = ens.train_sampler.next()
-    ens.step(x, y)
+    ens = StackedStepper([build_run(c) for c in cfgs(MLP, [(0, 1e-3), (1, 1e-2), (2, 3e-2)])])
+    ens.step(ens.next_batch())
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     for _ in range(10):
-        ens.step(*ens.train_sampler.next())
+        ens.step(ens.next_batch())
     torch.cuda.set_sync_debug_mode(0)
     assert ens.alive.all()
 
@@ -75,9 +71,8 @@ def test_batched_step_never_syncs_with_the_host():
                          ids=["mlp_bmm", "mlp_vmap", "transformer", "vit"])
 def test_batched_members_equal_their_single_runs_on_cuda(setup, forward):
     configs = cfgs(setup, [(0, 1e-3), (1, 3e-3), (2, 1e-2)], "parametrization=mup")
-    ens = B.Ensemble([build_run(c) for c in configs], forward=forward)
+    outs, ens = train_stacked([build_run(c) for c in configs], forward=forward)
     assert ens.device.type == "cuda" and ens.mode == forward
-    outs = B.train_ensemble(ens, [None] * len(configs), [""] * len(configs))
     for cfg, out in zip(configs, outs):
         assert_same_run(train(build_run(cfg)), out, RTOL)
 
@@ -89,21 +84,20 @@ def test_diverged_member_is_frozen_on_cuda_and_recorded_at_its_step():
     configs = cfgs([*BASE, "train.steps=40", "train.eval_every=10", "model.width_mult=1"], points)
     singles = [train(build_run(c)) for c in configs]
     assert [s.status for s in singles] == ["completed", "diverged", "completed"]
-    ens = B.Ensemble([build_run(c) for c in configs])
-    outs = B.train_ensemble(ens, [None] * len(configs), [""] * len(configs))
+    outs, ens = train_stacked([build_run(c) for c in configs])
     for a, b in zip(singles, outs):
         assert_same_run(a, b, RTOL)  # the diverged member at its single run's exact step, too
     assert ens.size == 2  # dropped from the ensemble once recorded
 
 
 def test_frozen_member_does_not_move_on_cuda():
-    ens = B.Ensemble([build_run(c) for c in cfgs(MLP, [(0, 1e-3), (1, 1e-3)])])
+    ens = StackedStepper([build_run(c) for c in cfgs(MLP, [(0, 1e-3), (1, 1e-3)])])
     x, y = ens.train_sampler.next()
     y = y.clone()
     y[1, 0] = float("nan")
     before = [p.detach().clone() for p in ens.params]
-    ens.step(x, y)
-    ens.step(*ens.train_sampler.next())
+    ens.step((x, y))
+    ens.step(ens.next_batch())
     assert ens.alive.tolist() == [True, False]
     for p, q in zip(before, ens.params):
         assert not torch.equal(p[0], q[0])

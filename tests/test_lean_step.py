@@ -12,8 +12,9 @@ import torch
 
 from mupbench.assemble import autocast, build_run, denormals, set_tf32
 from mupbench.config import compose
-from mupbench.loop import train
-from mupbench.train import fingerprint, run_one
+from conftest import train_single as train
+from mupbench.lifecycle import run_point as run_one
+from mupbench.records import fingerprint
 
 TINY = ["train.steps=20", "train.eval_every=10", "train.eval_batches=2", "train.device=cpu"]
 

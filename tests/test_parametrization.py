@@ -11,7 +11,7 @@ import torch
 from mupbench import parametrization as P
 from mupbench.assemble import build_models, build_run, make_plan
 from mupbench.data import DataSpec
-from mupbench.loop import train
+from conftest import train_single as train
 
 SPEC = DataSpec("regression", (8,), 1)
 C, K = 0.1, 1e-3

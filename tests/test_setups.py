@@ -22,7 +22,7 @@ from mupbench.assemble import (
 )
 from mupbench.config import ConfigError, compose
 from mupbench.data import DataSpec
-from mupbench.loop import train
+from conftest import train_single as train
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,0 +1,184 @@
+"""A point's life (mupbench/lifecycle.py): records equal to the single run's, finished points
+skipped, interrupted ones resumed to the uninterrupted record, and no bad file blocks a run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import RTOL, cfgs
+from mupbench.config import compose
+from mupbench.lifecycle import run_group, run_point
+from mupbench.records import CHECKPOINT, METRICS, RESULT
+from mupbench.training.stacked import StackedStepper
+from mupbench.training.single import SingleStepper
+
+BASE = ["train.device=cpu", "train.eval_batches=2"]
+IMAGES = ["dataset=synthetic_images", "dataset.n_train=64", "dataset.n_val=32", "dataset.n_test=8", "train.batch_size=4"]
+LOSSES = ("min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss")
+
+
+def read(run_dir):
+    return json.loads((run_dir / RESULT).read_text())
+
+
+def test_group_records_are_the_single_runs_and_reruns_skip(tmp_path):
+    points = [(0, 1e-3), (1, 1e-2), (0, 4e5)]
+    configs = cfgs([*BASE, "train.steps=30", "train.eval_every=10", "model.width_mult=1"], points)
+    dirs = [tmp_path / "batched" / f"p{i}" for i in range(3)]
+    records = run_group(configs, dirs)
+    assert [r["status"] for r in records] == ["completed", "completed", "diverged"]
+    for cfg, d, rec in zip(configs, dirs, records):
+        alone = run_point(cfg, tmp_path / "single" / d.name)
+        assert read(d) == rec
+        assert (d / METRICS).read_text().splitlines()[0] == "step,train_loss,val_loss,elapsed_s"
+        assert not (d / CHECKPOINT).exists()
+        assert set(rec) == set(alone) | {"batched"}
+        for key in ("status", "diverged_step", "steps_done", "fingerprint", "seed", "lr", "width", "setup", "num_params", "config", "data"):
+            assert rec[key] == alone[key], key
+        for key in LOSSES:
+            assert rec[key] == pytest.approx(alone[key], rel=RTOL)
+        assert rec["batched"]["members"] == 3 and rec["threads"] >= 1
+    # the three trained as one ensemble: one number, one wall time, covering their training
+    assert len({(r["batched"]["ensemble"], r["batched"]["ensemble_s"]) for r in records}) == 1
+    assert [r["batched"]["position"] for r in records] == [0, 1, 2]  # ascending k inside the ensemble
+    assert 0 < records[0]["batched"]["ensemble_s"] <= max(r["wall_time_s"] for r in records)
+    # a rerun finds every record and trains nothing
+    stamps = [(d / RESULT).stat().st_mtime_ns for d in dirs]
+    assert run_group(configs, dirs) == records
+    assert [(d / RESULT).stat().st_mtime_ns for d in dirs] == stamps
+    assert run_point(configs[0], dirs[0]) == records[0]  # and the single-run path skips them too
+
+
+def test_a_group_must_differ_only_in_seed_and_k(tmp_path):
+    mlp = [*BASE, "train.steps=10", "train.eval_every=5"]
+    with pytest.raises(ValueError, match="differ only in seed"):
+        run_group([compose([*mlp, "seed=0"]), compose([*mlp, "seed=1", "model.width_mult=4"])], [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(Exception, match="train.compile"):
+        run_group([compose([*mlp, "train.compile=true"])], [tmp_path])
+    assert not any(tmp_path.iterdir())
+
+
+def test_single_run_resumes_after_a_crash_to_the_uninterrupted_record(tmp_path, monkeypatch):
+    cfg = compose([*BASE, "train.steps=60", "train.eval_every=10", "train.ckpt_every=25"])
+    whole = run_point(cfg, tmp_path / "whole")
+    real_step, calls = SingleStepper.step, []
+
+    def step_then_crash(self, batch):
+        calls.append(1)
+        if len(calls) == 40:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(SingleStepper, "step", step_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_point(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(SingleStepper, "step", real_step)
+    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["step"] == 25
+    resumed = run_point(cfg, tmp_path / "resumed")
+    assert resumed["resumed_from"] == 25
+    assert (tmp_path / "resumed" / METRICS).read_text() != ""
+    for key in (*LOSSES, "status", "steps_done", "fingerprint"):
+        assert resumed[key] == whole[key], key  # bitwise: the same run
+
+
+def test_members_resume_from_checkpoints_in_the_single_run_format(tmp_path, monkeypatch):
+    """Interrupted after its checkpoint at step 4, a batched group resumes where it stopped and
+    ends with the records of uninterrupted runs; a single run resumes from a member's checkpoint."""
+    configs = cfgs([*BASE, *IMAGES, "train.steps=8", "train.eval_every=4", "train.ckpt_every=4", "model=vgg"], [(0, 1e-3), (1, 1e-2)])
+    dirs = [tmp_path / f"p{i}" for i in range(2)]
+    real_step, calls = StackedStepper.step, []
+
+    def crashing_step(self, batch):
+        calls.append(1)
+        if len(calls) == 6:
+            raise RuntimeError("node lost")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(StackedStepper, "step", crashing_step)
+    failed = run_group(configs, dirs)
+    assert [r["status"] for r in failed] == ["failed", "failed"] and "node lost" in failed[0]["error"]
+    assert all((d / CHECKPOINT).exists() for d in dirs)
+    monkeypatch.setattr(StackedStepper, "step", real_step)
+    assert torch.load(dirs[1] / CHECKPOINT, weights_only=True)["step"] == 4
+    shutil.copytree(dirs[1], tmp_path / "single1")  # a copy, so the batched resume below has its own
+    alone = run_point(configs[1], tmp_path / "single1")
+    assert alone["resumed_from"] == 4
+    resumed = run_group(configs, dirs)
+    for cfg, rec in zip(configs, resumed):
+        assert rec["status"] == "completed" and rec["resumed_from"] == 4
+        fresh = run_point(cfg, tmp_path / f"fresh{cfg.seed}")
+        for key in LOSSES:
+            assert rec[key] == pytest.approx(fresh[key], rel=RTOL)
+    assert alone["final_val_loss"] == pytest.approx(resumed[1]["final_val_loss"], rel=RTOL)
+
+
+def _damage(kind, path, cfg):
+    """Ways a checkpoint.pt can be unusable (issue 11 item 2)."""
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif kind == "random_bytes":
+        path.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        state = torch.load(path, weights_only=True)
+        if kind == "no_optimizer":
+            del state["optimizer"]
+        elif kind == "wrong_shapes":
+            state["model"] = {k: torch.zeros(3, *v.shape) for k, v in state["model"].items()}
+        elif kind == "other_config":
+            state["fingerprint"] = "0" * 16
+        torch.save(state, path)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "random_bytes", "empty", "no_optimizer", "wrong_shapes", "other_config"])
+def test_an_unusable_checkpoint_is_set_aside_and_the_run_starts_again(tmp_path, kind, caplog):
+    cfg = compose([*BASE, "train.steps=30", "train.eval_every=10", "train.ckpt_every=10"])
+    whole = run_point(cfg, tmp_path / "whole")
+    run_dir = tmp_path / "run"
+    real_step, calls = SingleStepper.step, []
+
+    def crash_at_15(self, batch):
+        calls.append(1)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    SingleStepper.step = crash_at_15
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_point(cfg, run_dir)
+    finally:
+        SingleStepper.step = real_step
+    _damage(kind, run_dir / CHECKPOINT, cfg)
+    with caplog.at_level("WARNING", logger="mupbench"):
+        rec = run_point(cfg, run_dir)
+    assert rec["status"] == "completed" and rec["resumed_from"] is None
+    assert [rec[k] for k in LOSSES] == [whole[k] for k in LOSSES]  # from step 0: the uninterrupted run
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "set aside" in warnings[0]
+    assert len(list(run_dir.glob(f"{CHECKPOINT}.unusable-*"))) == 1
+
+
+def test_a_relaunch_removes_stale_temp_files_of_its_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in (".checkpoint.pt.abc123.part", ".result.json.x.part"):
+        (run_dir / name).write_bytes(b"\0" * 7500)  # what a kill during a write leaves
+    (tmp_path / ".other.part").write_bytes(b"x")  # not this run's: kept
+    run_point(compose([*BASE, "train.steps=10", "train.eval_every=5"]), run_dir)
+    assert not list(run_dir.glob("*.part")) and (tmp_path / ".other.part").exists()
+
+
+def test_force_reruns_a_finished_point(tmp_path, capsys):
+    cfg = compose([*BASE, "train.steps=10", "train.eval_every=5"])
+    first = run_point(cfg, tmp_path)
+    run_point(cfg, tmp_path)
+    assert "skipped (already completed)" in capsys.readouterr().out
+    again = run_point(compose([*BASE, "train.steps=10", "train.eval_every=5", "force=true"]), tmp_path)
+    assert "completed (min val loss" in capsys.readouterr().out  # trained again, not skipped
+    assert again["fingerprint"] == first["fingerprint"] and [again[k] for k in LOSSES] == [first[k] for k in LOSSES]
