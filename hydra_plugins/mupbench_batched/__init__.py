@@ -1,12 +1,14 @@
-"""mupbench's batched launcher and sweeper, where Hydra looks for plugins (the ``hydra_plugins``
-namespace). The code lives in :mod:`mupbench.batched`; ``conf/hydra/launcher/batched.yaml`` and
-``conf/hydra/sweeper/mupbench.yaml`` name these classes.
+"""mupbench's batched launcher and default sweeper, where Hydra looks for plugins (the
+``hydra_plugins`` namespace). The code lives in :mod:`mupbench.sweep` (``batched``, ``sweeper``);
+``conf/hydra/launcher/batched.yaml`` and ``conf/hydra/sweeper/mupbench.yaml`` name these classes.
+Hydra imports this module on every command: nothing here imports torch (a launch does).
 """
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-from mupbench.batched import BatchedLauncherImpl, BatchedSweeperImpl
+from mupbench.sweep.batched import BatchedLauncherImpl
+from mupbench.sweep.sweeper import BatchedSweeperImpl
 
 
 class BatchedLauncher(BatchedLauncherImpl, BasicLauncher):
@@ -14,5 +16,5 @@ class BatchedLauncher(BatchedLauncherImpl, BasicLauncher):
 
 
 class GroupedBasicSweeper(BatchedSweeperImpl, BasicSweeper):
-    """Hydra's basic sweeper, checking one composed job per group instead of every job (its name
+    """Hydra's basic sweeper, checking every job's values on one composed job per group (its name
     says BasicSweeper: mupbench-status expands its grid exactly as the basic sweeper's)."""

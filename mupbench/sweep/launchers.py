@@ -1,22 +1,18 @@
-"""Hydra launchers for sweeps on SLURM (and locally): chunks of grid points per job, finished
-points skipped before anything is submitted.
+"""Hydra launchers for sweeps on SLURM (and locally): chunks of grid points per job, every point
+validated and finished points skipped before anything is submitted.
 
 These extend hydra-submitit-launcher's launcher (the same parameters, executors, job
 environment and requeue) and are selected by the profiles in ``conf/hydra/launcher/``
 (``slurm``, ``local``; the classes they name live in ``hydra_plugins/mupbench_launcher``, where
 Hydra looks for plugins). On top of the plugin:
 
-- ``points_per_job`` (or ``num_jobs``): one SLURM job trains a chunk of consecutive grid points,
-  one after the other, each in its own run dir with its own record. The MLP grid is 5,120 tiny
-  runs; one job each would spend more time starting Python than training.
+- ``points_per_job`` (or ``num_jobs``): one job trains a chunk of consecutive grid points
+  (``mupbench.sweep.chunks``), each in its own run dir with its own record.
 - ``skip_finished``: a point whose run dir already holds a finished record of the same config
-  (what ``mupbench-train`` itself would skip) is not submitted at all; the counts are logged.
+  (what the entrypoint itself would skip) is not submitted at all; the counts are logged.
 - ``max_array_size``: more jobs than the cluster's MaxArraySize go out as several arrays, all
   submitted at once (``array_parallelism`` applies to each array).
-- ``runner``: the function that runs one chunk inside its job. The default trains the points
-  one after the other; any ``runner(points, ctx) -> list[JobReturn]`` can replace it (e.g. one
-  that trains all seeds of a chunk as one batched ensemble, writes each point's record, then
-  calls ``ctx.run(point)`` so that the entrypoint finds the record and returns its result).
+- ``runner``: the function that runs one chunk inside its job (``chunks.resolve_runner``).
 
 Requeue: every job is checkpointable. On preemption or time-out submitit calls ``checkpoint``,
 which resubmits the same chunk; points that finished are skipped by the entrypoint and the one
@@ -25,25 +21,28 @@ that was interrupted resumes from its ``checkpoint.pt`` (``train.ckpt_every`` > 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.errors import HydraException
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from mupbench.records import RESULT, fingerprint, finished_record
+from mupbench.sweep.checks import check_or_refuse, was_checked
+from mupbench.sweep.chunks import DEFAULT_RUNNER, ChunkTask, Point, resolve_runner
+from mupbench.sweep.rundirs import run_dir_function, task_and_run_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RUNNER = "mupbench.launching.run_sequential"
+ERROR_PREFIX = "mupbench: error: "  # how the entrypoint says a bad input in one line (mupbench.cli)
 
 
 class LauncherError(HydraException):
@@ -51,83 +50,13 @@ class LauncherError(HydraException):
     submitted or did not finish; mupbench-train reports it in one line."""
 
 
-@dataclass
-class Point:
-    """One grid point of a sweep: its overrides and its job number in the multirun."""
-
-    overrides: List[str]
-    num: int
-
-
-class ChunkContext:
-    """What a runner gets inside a job: how to compose and how to run a point."""
-
-    def __init__(self, launcher: "_ChunkedLauncher", singleton_state: Dict[type, Singleton]):
-        self._launcher = launcher
-        self._state = singleton_state
-
-    def run(self, point: Point) -> JobReturn:
-        """Run one point through the entrypoint (its run dir, record and Hydra job log)."""
-        return BaseSubmititLauncher.__call__(
-            self._launcher, point.overrides, "hydra.sweep.dir", point.num, f"job_id_for_{point.num}", self._state
-        )
-
-    def compose(self, point: Point) -> DictConfig:
-        """The point's composed sweep config (with its hydra node), without running it;
-        ``task_and_run_dir`` splits it into the task config and the run dir."""
-        Singleton.set_state(self._state)
-        loader = self._launcher.hydra_context.config_loader
-        return loader.load_sweep_config(self._launcher.config, list(point.overrides))
-
-
-def task_and_run_dir(sweep_config: DictConfig) -> tuple[DictConfig, Path]:
-    """A point's composed sweep config → (the task config the entrypoint receives, its run dir)."""
-    hc = HydraConfig.instance()
-    saved = hc.cfg
-    hc.set_config(sweep_config)  # ${hydra:...} in the sweep subdir resolves against this point
-    try:
-        run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
-    finally:
-        hc.cfg = saved
-    task = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config.keys() if k != "hydra"])
-    return task, run_dir.absolute()
-
-
-def run_sequential(points: Sequence[Point], ctx: ChunkContext) -> List[JobReturn]:
-    """The default runner: the chunk's points one after the other, each as its own Hydra job."""
-    return [ctx.run(p) for p in points]
-
-
-class ChunkTask:
-    """The callable that one submitit job runs: a chunk of points, handed to the runner."""
-
-    def __init__(self, launcher: "_ChunkedLauncher"):
-        self.launcher = launcher
-
-    def __call__(self, points: List[Point], singleton_state: Dict[type, Singleton]) -> List[JobReturn]:
-        runner = resolve_runner(self.launcher.runner)
-        returns = runner(points, ChunkContext(self.launcher, singleton_state))
-        if len(returns) != len(points):
-            raise RuntimeError(f"runner {self.launcher.runner} returned {len(returns)} results for {len(points)} points")
-        return list(returns)
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """Preempted or timed out: requeue the same chunk. Finished points are skipped when it
-        restarts and the interrupted one resumes from its checkpoint.pt."""
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
-
-
-def resolve_runner(path: str) -> Callable[[Sequence[Point], ChunkContext], List[JobReturn]]:
-    """The runner function named by a dotted path (``package.module.function``)."""
-    module, _, name = str(path).rpartition(".")
-    if not module:
-        raise ValueError("give a dotted path, package.module.function")
-    fn = getattr(importlib.import_module(module), name, None)
-    if not callable(fn):
-        raise ValueError(f"{module} has no function {name}")
-    return fn
+def job_return(overrides: Sequence[str], task: Any, run_dir: Path, task_name: str) -> JobReturn:
+    """What Hydra's run_job returns for a point whose entrypoint finds its finished record."""
+    ret = JobReturn(overrides=list(overrides), cfg=task, working_dir=str(run_dir))
+    ret.status = JobStatus.COMPLETED
+    ret.return_value = None  # what the entrypoint returns
+    ret.task_name = task_name
+    return ret
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b:?")
@@ -150,7 +79,18 @@ def _why(e: BaseException) -> str:
     return why + (f" (log: {log})" if log else "")
 
 
-def _positive_int(key: str, value: Any, allow_none: bool = False) -> Optional[int]:
+def input_error(job: Any) -> str | None:
+    """The one-line bad-input error the entrypoint printed inside a job (a config or data error:
+    running it again fails again), or None (cancelled, killed, out of time, a crash)."""
+    try:
+        text = job.stderr() or ""
+    except OSError:
+        return None
+    said = [line[len(ERROR_PREFIX):].strip() for line in text.splitlines() if line.startswith(ERROR_PREFIX)]
+    return said[-1] if said else None
+
+
+def _positive_int(key: str, value: Any, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -158,15 +98,17 @@ def _positive_int(key: str, value: Any, allow_none: bool = False) -> Optional[in
     return value
 
 
-def _chunks(points: List[Point], size: int) -> List[List[Point]]:
+def _chunks(points: list[Point], size: int) -> list[list[Point]]:
     return [points[i : i + size] for i in range(0, len(points), size)]
 
 
 class _ChunkedLauncher(BaseSubmititLauncher):
+    _EXECUTOR = "local"
+
     def __init__(
         self,
         points_per_job: int = 1,
-        num_jobs: Optional[int] = None,
+        num_jobs: int | None = None,
         skip_finished: bool = True,
         max_array_size: int = 1000,
         runner: str = DEFAULT_RUNNER,
@@ -180,7 +122,7 @@ class _ChunkedLauncher(BaseSubmititLauncher):
         self.skip_finished = skip_finished
         try:
             resolve_runner(runner)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 — whatever the import raised, said in one line
             raise LauncherError(f"hydra.launcher.runner: cannot use {runner!r}: {e}") from None
         self.runner = runner
         super().__init__(**params)
@@ -205,25 +147,21 @@ class _ChunkedLauncher(BaseSubmititLauncher):
         )
         return executor
 
-    def _finished(self, point: Point, run_dir_of: Callable[[Sequence[str]], Optional[Path]]) -> Optional[tuple[JobReturn, str]]:
-        """(JobReturn, status) for a point that the entrypoint would skip, else None."""
-        from mupbench.train import fingerprint, finished_record
+    def _compose(self, point: Point) -> Any:
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(point.overrides))
 
-        assert self.config is not None and self.hydra_context is not None
+    def _finished(self, point: Point, run_dir_of: Callable[[Sequence[str]], Path | None]) -> tuple[JobReturn, str] | None:
+        """(JobReturn, status) for a point that the entrypoint would skip, else None."""
         # a cheap look first: most points of a fresh sweep have no record at all
         guess = run_dir_of(point.overrides)
-        if guess is not None and not (guess / "result.json").exists():
+        if guess is not None and not (guess / RESULT).exists():
             return None
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(point.overrides))
+        cfg = self._compose(point)
         task_cfg, run_dir = task_and_run_dir(cfg)
         done = finished_record(task_cfg, run_dir, fingerprint(task_cfg))  # the entrypoint's own rule
         if done is None:
             return None
-        ret = JobReturn(overrides=list(point.overrides), cfg=task_cfg, working_dir=str(run_dir))
-        ret.status = JobStatus.COMPLETED
-        ret.return_value = None  # what the entrypoint returns
-        ret.task_name = str(cfg.hydra.job.name)
-        return ret, str(done["status"])
+        return job_return(point.overrides, task_cfg, run_dir, str(cfg.hydra.job.name)), str(done["status"])
 
     def _check_nothing_in_flight(self) -> None:
         """Refuse to submit while jobs of the same name are still queued or running: their points
@@ -246,20 +184,24 @@ class _ChunkedLauncher(BaseSubmititLauncher):
                 f"run twice; wait for them or `scancel -n {name}`, then relaunch (finished points are skipped)"
             )
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        assert self.config is not None
-        points = [Point(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
-        results: Dict[int, JobReturn] = {}
-        statuses: List[str] = []
+    def _skip_finished(self, points: list[Point]) -> tuple[dict[int, JobReturn], list[str]]:
+        results: dict[int, JobReturn] = {}
+        statuses: list[str] = []
         if self.skip_finished:
-            from mupbench.status import run_dir_function
-
             run_dir_of = run_dir_function(self.config, Path(str(self.config.hydra.sweep.dir)))
             for p in points:
                 found = self._finished(p, run_dir_of)
                 if found is not None:
                     results[p.num] = found[0]
                     statuses.append(found[1])
+        return results, statuses
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None
+        points = [Point(list(o), initial_job_idx + i) for i, o in enumerate(job_overrides)]
+        if not was_checked(self, job_overrides):  # another sweeper than mupbench's: check here
+            check_or_refuse(job_overrides, lambda i: self._compose(points[i]), initial_job_idx)
+        results, statuses = self._skip_finished(points)
         todo = [p for p in points if p.num not in results]
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         log.info(
@@ -291,19 +233,28 @@ class _ChunkedLauncher(BaseSubmititLauncher):
         for job, chunk in zip(jobs, chunks):
             try:
                 returns = job.results()[0]
-            except Exception as e:  # the job ended without results: cancelled, killed, out of time
-                failed.append((job.job_id, chunk, e))
+            except Exception as e:  # noqa: BLE001 — the job ended without results: said below
+                failed.append((job, chunk, e))
                 continue
             for p, r in zip(chunk, returns):
                 results[p.num] = r
         if failed:
-            job_id, _, e = failed[0]
-            lost = sum(len(c) for _, c, _ in failed)
-            raise LauncherError(
-                f"{len(failed)} of {len(jobs)} jobs ({lost} points) ended without results, e.g. job {job_id}: "
-                f"{_why(e)} — relaunch the same command to run them again (finished points are skipped)"
-            )
+            raise LauncherError(_failure(failed, len(jobs)))
         return [results[p.num] for p in points]
+
+
+def _failure(failed: list, n_jobs: int) -> str:
+    """The one line for jobs that ended without results: a bad input said inside a job is that
+    error (relaunching would fail again); anything else is lost work that a relaunch redoes."""
+    said = [(job, chunk, why) for job, chunk, _ in failed if (why := input_error(job))]
+    if said:
+        job, chunk, why = said[0]
+        more = f" (and {len(said) - 1} more jobs)" if len(said) > 1 else ""
+        return f"{why} — job {job.job_id}, point #{chunk[0].num}: {' '.join(filter_overrides(chunk[0].overrides))}{more}"
+    job, _, e = failed[0]
+    lost = sum(len(c) for _, c, _ in failed)
+    return (f"{len(failed)} of {n_jobs} jobs ({lost} points) ended without results, e.g. job {job.job_id}: "
+            f"{_why(e)} — relaunch the same command to run them again (finished points are skipped)")
 
 
 # Hydra instantiates launchers only from the hydra_plugins namespace: the classes that the

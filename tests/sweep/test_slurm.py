@@ -1,5 +1,5 @@
-"""Sweeps on a real SLURM cluster through `hydra/launcher=slurm`: jobs, records, relaunch,
-chunks, and a requeued job that resumes from its checkpoint.
+"""Sweeps on a real SLURM cluster through `hydra/launcher=slurm` (mupbench.sweep.launchers): jobs,
+records, relaunch, chunks, and a requeued job that resumes from its checkpoint.
 
 The cluster is the one `launchers/local-slurm.sh up` starts (.ci/run does, and stops it after).
 Without SLURM these tests skip with the reason; with CI=true a cluster that is not up fails them.
