@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mupbench.fileio import atomic_write
+from mupbench.records import FINISHED, METRICS
 from mupbench.trackers.config import BACKENDS, EXTRA, PACKAGES
 from mupbench.trackers.identity import RunInfo, eval_metrics
 
@@ -216,9 +217,10 @@ class RunTracker:
     def finish(self, record: dict, wait: bool = True) -> None:
         """Log the final status and metrics, close the tracker runs; wait (bounded) for the queue."""
         try:
+            final = record.get("status") in FINISHED  # a failed run is retried: its trackers go on then
             for slot in self.slots:
                 self._submit(slot, lambda s=slot: s.backend.finish(record),
-                             lambda s=slot: update_ledger(self.run.run_dir, s.destination, finished=True,
+                             lambda s=slot: update_ledger(self.run.run_dir, s.destination, finished=final, status=record.get("status"),
                                                           fingerprint=self.run.fingerprint, **s.backend.ledger_fields()))
             WORKER.submit(self._done.set)
             if wait and not self._done.wait(self.timeout_s):
@@ -287,7 +289,7 @@ def metrics_rows(run_dir: Path) -> list[dict]:
     import csv
 
     try:
-        with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        with open(Path(run_dir) / METRICS, newline="") as f:
             return list(csv.DictReader(f))
     except (OSError, ValueError, csv.Error):
         return []

@@ -95,3 +95,14 @@ def test_finished_run_rerun_logs_nothing_new(tmp_path):
     simulate(cfg, tmp_path)
     assert trackers.open_run(cfg, run_dir_of(tmp_path, cfg), {"fingerprint": json.loads(
         (run_dir_of(tmp_path, cfg) / LEDGER).read_text()).popitem()[1]["fingerprint"]}) is None
+
+
+def test_a_failed_run_is_logged_again_when_it_is_retried(tmp_path):
+    cfg = point_cfg(logger=("tensorboard",))
+    run_dir, record = simulate(cfg, tmp_path, stop=200, finish=False)
+    tracker = trackers.open_run(cfg, run_dir, record)
+    tracker.finish({**record, "status": "failed", "error": "RuntimeError: CUDA error"})
+    content = read_events(tmp_path / "tensorboard" / run_dir.name).PluginTagToContent(metadata.PLUGIN_NAME)
+    assert metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG]).status == 2  # FAILURE
+    simulate(cfg, tmp_path)  # the retry, from scratch: steps 0..200 are not logged twice
+    assert_history(read_events(tmp_path / "tensorboard" / run_dir.name), run_dir)

@@ -34,6 +34,21 @@ def test_logger_group_default_none_list_and_overrides():
     assert trackers.selected(compose(["logger=[tensorboard,mlflow,wandb]"]).logger) == ["tensorboard", "mlflow", "wandb"]
 
 
+def test_logger_overrides_leave_run_dir_names_alone():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mupbench.config import CONF_DIR
+
+    lines = ["seed=1", "logger=[tensorboard,mlflow]", "logger.wandb.mode=online", "logger.mlflow.tracking_uri=http://h:5000"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        od = hydra_compose(config_name="config", overrides=lines, return_hydra_config=True).hydra.job.config.override_dirname
+    parsed = OverridesParser.create().parse_overrides(lines)
+    assert get_overrides_dirname(parsed, exclude_keys=list(od.exclude_keys), item_sep=od.item_sep, kv_sep=od.kv_sep) == "seed=1"
+
+
 def test_the_fingerprint_ignores_the_logger():
     from mupbench.records import fingerprint
 
