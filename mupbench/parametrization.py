@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -62,27 +62,102 @@ def _role(grows_in: bool, grows_out: bool) -> str:
     ]
 
 
-def _matrix_std(param: str, role: str, c: float, n: int, n0: int) -> float:
-    """Init std of a weight matrix: c/√n everywhere, except the μP (and MF) readout c·√n0/n."""
-    if role == "output" and param in ("mup", "mf"):
-        return c * math.sqrt(n0) / n
-    return c / math.sqrt(n)
+class Fans(NamedTuple):
+    """A parameter's fan-in n and fan-out m, and the same at ζ = 1 (n0, m0)."""
+
+    n: int
+    m: int
+    n0: int
+    m0: int
 
 
-def _lr_mult(param: str, optimizer: str, role: str, n: int, n0: int, m: int, m0: int) -> float:
-    """The learning-rate multiplier of SPEC §1.2 (base-normalised: exactly 1 at ζ = 1)."""
-    vector_like = role in ("input", "scalar")
-    if param == "sp":
-        return 1.0
-    if param == "mup" and optimizer == "adam":
-        return 1.0 if vector_like else n0 / n
-    if param == "mup" and optimizer == "sgd":
-        return {"input": m / m0, "scalar": m / m0, "hidden": 1.0, "output": n0 / n}[role]
-    if param == "ntk" and optimizer == "adam":
-        return math.sqrt(n0 / n)
-    if param == "mf" and optimizer == "adam":
-        return 1.0 if role == "output" else math.sqrt(n / n0)
-    raise ValueError(f"parametrization {param!r} has no rule for optimizer={optimizer}; use optimizer=adam")
+Formula = Callable[[float, Fans], float]  # (c, fans) → a number
+
+
+def c_over_sqrt_n(c: float, f: Fans) -> float:
+    return c / math.sqrt(f.n)  # c/√n
+
+
+def c_sqrt_n0_over_n(c: float, f: Fans) -> float:
+    return c * math.sqrt(f.n0) / f.n  # c·√n0/n: μP's readout
+
+
+def one(c: float, f: Fans) -> float:
+    return 1.0
+
+
+def n0_over_n(c: float, f: Fans) -> float:
+    return f.n0 / f.n
+
+
+def m_over_m0(c: float, f: Fans) -> float:
+    return f.m / f.m0
+
+
+def sqrt_n0_over_n(c: float, f: Fans) -> float:
+    return math.sqrt(f.n0 / f.n)
+
+
+def sqrt_n_over_n0(c: float, f: Fans) -> float:
+    return math.sqrt(f.n / f.n0)
+
+
+class Rule(NamedTuple):
+    std: Formula  # init std of a weight matrix (vectors: see INIT_BY_KIND)
+    lr: Formula  # learning-rate multiplier: the parameter's lr is this × k
+
+
+# SPEC §1.2, base-width normalised (every formula is 1, or c/√n0, at ζ = 1), one row per role.
+# Roles (SPEC §1.1): input = fan-in fixed, fan-out grows (also every width-sized vector: biases,
+# LayerNorm, class token, embedding table); hidden = both grow; output = fan-in grows (readout);
+# scalar = neither grows (e.g. the readout's bias).
+RULES: dict[tuple[str, str], dict[str, Rule]] = {
+    ("sp", "adam"): {
+        "input": Rule(c_over_sqrt_n, one),
+        "hidden": Rule(c_over_sqrt_n, one),
+        "output": Rule(c_over_sqrt_n, one),
+        "scalar": Rule(c_over_sqrt_n, one),
+    },
+    ("sp", "sgd"): {
+        "input": Rule(c_over_sqrt_n, one),
+        "hidden": Rule(c_over_sqrt_n, one),
+        "output": Rule(c_over_sqrt_n, one),
+        "scalar": Rule(c_over_sqrt_n, one),
+    },
+    ("mup", "adam"): {
+        "input": Rule(c_over_sqrt_n, one),
+        "hidden": Rule(c_over_sqrt_n, n0_over_n),
+        "output": Rule(c_sqrt_n0_over_n, n0_over_n),
+        "scalar": Rule(c_over_sqrt_n, one),
+    },
+    ("mup", "sgd"): {  # the paper's Table 1
+        "input": Rule(c_over_sqrt_n, m_over_m0),
+        "hidden": Rule(c_over_sqrt_n, one),
+        "output": Rule(c_sqrt_n0_over_n, n0_over_n),
+        "scalar": Rule(c_over_sqrt_n, m_over_m0),
+    },
+    ("ntk", "adam"): {  # the authors' code: init as SP, every lr × √(n0/n)
+        "input": Rule(c_over_sqrt_n, sqrt_n0_over_n),
+        "hidden": Rule(c_over_sqrt_n, sqrt_n0_over_n),
+        "output": Rule(c_over_sqrt_n, sqrt_n0_over_n),
+        "scalar": Rule(c_over_sqrt_n, sqrt_n0_over_n),
+    },
+    ("mf", "adam"): {  # the authors' code: init as SP but the readout as μP
+        "input": Rule(c_over_sqrt_n, sqrt_n_over_n0),
+        "hidden": Rule(c_over_sqrt_n, sqrt_n_over_n0),
+        "output": Rule(c_sqrt_n0_over_n, one),
+        "scalar": Rule(c_over_sqrt_n, sqrt_n_over_n0),
+    },
+}
+# vectors and tables are initialised by kind, the same in every parametrization
+INIT_BY_KIND = {"bias": ("zeros", 0.0), "norm_bias": ("zeros", 0.0), "norm_weight": ("ones", 0.0),
+                "embedding": ("normal", TOKEN_STD), "token": ("normal", TOKEN_STD)}
+
+
+def rule(param: str, optimizer: str, role: str) -> Rule:
+    if (param, optimizer) not in RULES:
+        raise ValueError(f"parametrization {param!r} has no rule for optimizer={optimizer}; use optimizer=adam")
+    return RULES[param, optimizer][role]
 
 
 def _owned_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Module, str, torch.Tensor]]:
@@ -108,15 +183,9 @@ def make_plan(
         kind, n, m = _kind_and_fans(module, pname, p, kernel_fan_in)
         _, n0, m0 = _kind_and_fans(*base[name], kernel_fan_in)
         role = _role(n != n0, m != m0)
-        if kind == "weight":
-            init, std = "normal", _matrix_std(param, role, init_scale, n, n0)
-        elif kind in ("embedding", "token"):
-            init, std = "normal", TOKEN_STD
-        elif kind == "norm_weight":
-            init, std = "ones", 0.0
-        else:
-            init, std = "zeros", 0.0
-        lr_mult = _lr_mult(param, optimizer, role, n, n0, m, m0)
+        r, fans = rule(param, optimizer, role), Fans(n, m, n0, m0)
+        init, std = ("normal", r.std(init_scale, fans)) if kind == "weight" else INIT_BY_KIND[kind]
+        lr_mult = r.lr(init_scale, fans)
         plan.append(ParamPlan(name, tuple(p.shape), kind, role, n, m, n0, m0, init, std, lr_mult))
     return plan
 
