@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from conftest import REPO, run_cli
 from nbclient import NotebookClient
@@ -43,9 +44,13 @@ def test_report_on_a_tiny_real_sweep(tiny_sweep, tmp_path, capsys):
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     stems = ["mlp_synthetic", "mlp_synthetic_optimum"]
     assert written == {"runs.csv", "runs.parquet", "problems.txt", "seed_stats.csv", "table2.csv", "table2.md", "table2.tex",
-                       "optimal_lr.csv", "transfer.csv", "transfer.md"} | {f"figures/{s}.{e}" for s in stems for e in ("png", "pdf")}
+                       "optimal_lr.csv", "transfer.csv", "transfer.md", "regret.csv", "regret.md", "basin.csv", "basin.md",
+                       "basin_shift.csv", "report.html"} | {f"figures/{s}.{e}" for s in stems for e in ("png", "pdf")}
     assert all((out / f).stat().st_size > 0 for f in written)
     assert (out / "table2.md").read_text().count("| mlp_synthetic") == 2
+    verdicts = set(pd.read_csv(out / "transfer.csv")["verdict"])
+    assert verdicts and verdicts <= {"transfers", "drifts", "undetermined at this resolution"}
+    assert (out / "report.html").read_text().count('src="data:image/png;base64,') == 2
 
 
 @pytest.mark.parametrize("name", ["analysis.ipynb", "coord_check.ipynb"])
@@ -62,14 +67,21 @@ def execute(name: str) -> nbformat.NotebookNode:
 
 
 def outputs_text(nb) -> str:
-    return "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in nb.cells for o in c.get("outputs", []))
+    data = lambda o: "".join(str(o.get("data", {}).get(kind, "")) for kind in ("text/plain", "text/markdown"))  # noqa: E731
+    return "\n".join(o.get("text", "") + data(o) for c in nb.cells for o in c.get("outputs", []))
 
 
 def test_analysis_notebook_runs(tiny_sweep, monkeypatch):
     monkeypatch.setenv("MUPBENCH_SWEEP_DIRS", str(tiny_sweep))
     monkeypatch.setenv("MUPBENCH_N_BOOT", "10")
     nb = execute("analysis.ipynb")
-    assert "24 run records: 24 completed" in outputs_text(nb)
+    text = outputs_text(nb)
+    assert "24 run records: 24 completed" in text
+    for param in ("sp", "mup"):  # the verdict lines, one per group and metric
+        assert f"mlp_synthetic {param} adam [min_val_loss]: " in text
+    assert any(v in text for v in ("transfers over ζ 1–4", "drifts to", "undetermined at this resolution over ζ 1–4"))
+    assert "regret [95 % CI]" in text and "within 10 %: k range (decades)" in text
+    assert "the records carry no FLOPs" in text or "FLOPs, tuning at every width" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # Figures 2–5 layout, the optimum plot, the best runs' curves
 

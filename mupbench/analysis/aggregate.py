@@ -88,7 +88,6 @@ def sort_groups(df: pd.DataFrame, keys=("setup", "optimizer")) -> pd.DataFrame:
 # ---- formatting -------------------------------------------------------------------------------
 
 
-
 def fmt(x, digits: int = 3) -> str:
     """A number for a table: 3 significant digits, '—' for none, '∞' for infinity."""
     if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
@@ -99,7 +98,7 @@ def fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def _display(t2: pd.DataFrame, metrics, pm: str) -> pd.DataFrame:
+def table2_display(t2: pd.DataFrame, metrics=METRICS, pm: str = "±") -> pd.DataFrame:
     """Table 2 as strings; ``pm`` is the plus-minus sign of the target format."""
     rows = {"setup": t2["setup"], "param": t2["parametrization"].map(lambda p: PARAM_NAMES.get(p, p))}
     if t2["optimizer"].nunique() > 1:
@@ -124,11 +123,11 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def table2_markdown(t2: pd.DataFrame, metrics=METRICS) -> str:
-    return markdown(_display(t2, metrics, "±"))
+    return markdown(table2_display(t2, metrics, "±"))
 
 
 def table2_latex(t2: pd.DataFrame, metrics=METRICS) -> str:
-    shown = _display(t2, metrics, r"$\pm$")
+    shown = table2_display(t2, metrics, r"$\pm$")
     subs = {"μP": r"$\mu$P", "∞": r"$\infty$", "—": "--", "_": r"\_"}
     shown = shown.map(lambda v: functools.reduce(lambda t, kv: t.replace(*kv), subs.items(), str(v)))
     shown.columns = [c.replace("ζ", r"$\zeta$") for c in shown.columns]

@@ -126,7 +126,7 @@ def plot_optimal_lr(opt: pd.DataFrame, setup: str | None = None, optimizer: str 
 def plot_coord_check(df: pd.DataFrame, coords=None, steps=None, x: str = "width_mult") -> Figure:
     """Figure 1: mean |·| of each coordinate (columns) against width (log-log), one line per step
     (coloured by step), one row per parametrization. ``df`` is the tidy frame of
-    :func:`mupbench.coord_check.coord_check` (columns parametrization, coord, step, width_mult,
+    :func:`mupbench.coordinates.coord_check` (columns parametrization, coord, step, width_mult,
     value, ...); values are averaged over seeds."""
     coords = list(coords or df["coord"].drop_duplicates())
     data = df[df["coord"].isin(coords)]

@@ -1,20 +1,31 @@
-"""Run records → one tidy DataFrame (a row per run), from ``result.json`` files alone.
+"""Run records → one tidy DataFrame (a row per run), from the records alone.
 
-A sweep dir is searched recursively for ``result.json``; directory names are never parsed. A run
-dir that holds ``metrics.csv``, ``checkpoint.pt`` or ``train.log`` but no ``result.json`` is
-*unfinished* (still running, or killed); a
-``result.json`` that cannot be read is *unreadable*; combinations of the observed grid with no
-record at all are *missing*. All three are reported, none is fatal.
+A sweep dir is searched recursively for record files (:data:`mupbench.records.RESULT`); directory
+names are never parsed. Each is read by :func:`mupbench.records.load_record`, the one definition
+of a valid record that the trainer's skip check and ``mupbench-status`` use too. A run dir that
+holds one of :data:`mupbench.records.STARTED_MARKERS` (metrics, checkpoint, job log) but no record
+is *unfinished* (still running, or killed); a record that cannot be read or is not valid (e.g. a
+bare ``{"status": "completed"}``) is *unreadable*; combinations of the observed grid with no record
+at all are *missing*. All three are reported, none is fatal.
+
+Besides the record's fields, each row carries the run's loss at initialisation
+(``init_train_loss``, ``init_val_loss``: the record's own ``init_*`` fields when it has them, else
+the step-0 row of its metrics file, else NA), which caps a diverged run's loss (SPEC-AXES §6.1), and
+its compute (``flops_per_step``, ``flops_total``) when the record has it.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+
+from mupbench import records as R
 
 # what identifies a curve (one parametrization of one setup under one optimizer)
 GROUP = ["setup", "parametrization", "optimizer"]
@@ -22,16 +33,15 @@ GROUP = ["setup", "parametrization", "optimizer"]
 CELL = GROUP + ["width_mult", "lr"]
 RUN = CELL + ["seed"]
 LOSSES = ["min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss"]
-STATUSES = ("completed", "diverged", "failed")
-# files that show a run dir was started: its partial metrics, its checkpoint, or the Hydra job log
-# of mupbench.train (written at the start, before any step)
-UNFINISHED_MARKERS = ("metrics.csv", "checkpoint.pt", "train.log")
+STATUSES = R.STATUSES
+INIT = {"train": "init_train_loss", "val": "init_val_loss"}  # the loss at step 0, per split
 
 COLUMNS = {  # column -> dtype of the tidy frame, in this order
     "setup": "string", "model": "string", "dataset": "string", "parametrization": "string",
     "optimizer": "string", "width_mult": "float64", "width": "Int64", "lr": "float64", "seed": "Int64",
     "status": "string", "num_params": "Int64", "steps": "Int64", "steps_done": "Int64",
-    **{c: "float64" for c in LOSSES}, "diverged_step": "Int64", "wall_time_s": "float64",
+    **{c: "float64" for c in LOSSES}, **{c: "float64" for c in INIT.values()}, "diverged_step": "Int64",
+    "flops_per_step": "float64", "flops_total": "float64", "wall_time_s": "float64",
     "steps_per_s": "float64", "error": "string", "started_at": "string", "finished_at": "string",
     "device": "string", "fingerprint": "string", "run_dir": "string", "config": "string",
 }
@@ -45,8 +55,8 @@ class RecordError(ValueError):
 class Sweep:
     """Every run record found under some sweep dirs, plus what could not be used."""
 
-    runs: pd.DataFrame  # one row per result.json, columns COLUMNS
-    unfinished: list[str] = field(default_factory=list)  # run dirs without result.json
+    runs: pd.DataFrame  # one row per valid record, columns COLUMNS
+    unfinished: list[str] = field(default_factory=list)  # run dirs without a record
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     duplicates: int = 0  # records of an already-recorded run that were dropped
     conflicts: int = 0  # runs recorded more than once with different configs (fingerprints)
@@ -62,7 +72,7 @@ class Sweep:
 
     def problems(self) -> list[str]:
         """One line per thing worth knowing before trusting the numbers."""
-        lines = [f"unfinished (no result.json): {d}" for d in self.unfinished]
+        lines = [f"unfinished (no {R.RESULT}): {d}" for d in self.unfinished]
         lines += [f"unreadable: {p}: {why}" for p, why in self.unreadable]
         for row in self.failed.itertuples():
             lines.append(f"failed: {row.run_dir}: {row.error or 'no error recorded'}")
@@ -84,19 +94,38 @@ class Sweep:
         return f"{len(self.runs)} run records: " + ", ".join(parts)
 
 
+def _init_losses(record: dict, run_dir: Path) -> dict:
+    """The run's losses at step 0: the record's ``init_*`` fields, else its metrics file's step-0
+    row (only the first two lines are read), else NaN."""
+    out = {col: record.get(col) for col in INIT.values()}
+    if all(v is not None for v in out.values()):
+        return out
+    try:
+        with open(run_dir / R.METRICS, newline="") as f:
+            first = next(csv.DictReader(f), None)
+    except OSError:
+        first = None
+    if first and first.get("step") not in (None, "") and float(first["step"]) == 0:
+        for split, col in INIT.items():
+            if out[col] is None:
+                out[col] = _number(first.get(f"{split}_loss"))
+    return out
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _row(record: dict, path: Path) -> dict:
-    if not isinstance(record, dict):
-        raise ValueError("not a JSON object")
-    absent = [k for k in ("setup", "parametrization", "width_mult", "lr", "seed", "status") if k not in record]
-    if absent:
-        raise ValueError(f"lacks {', '.join(absent)}")
-    if record["status"] not in STATUSES:
-        raise ValueError(f"status {record['status']!r} is not one of {', '.join(STATUSES)}")
     row = {k: record.get(k) for k in COLUMNS}
     row["optimizer"] = record.get("optimizer") or "adam"
     row["device"] = (record.get("env") or {}).get("device")
     row["config"] = json.dumps(record.get("config"), sort_keys=True) if record.get("config") is not None else None
-    row["run_dir"] = str(path.parent)
+    row["run_dir"] = str(path)
+    row.update(_init_losses(record, path))
     return row
 
 
@@ -116,15 +145,17 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
     for root in paths:
         if not root.is_dir():
             raise RecordError(f"{root} is not a directory")
-        for path in sorted(root.rglob("result.json")):
-            if path.parent.resolve() in seen:  # the same file under two of the given dirs
+        for path in sorted(root.rglob(R.RESULT)):
+            run_dir = path.parent
+            if run_dir.resolve() in seen:  # the same file under two of the given dirs
                 continue
-            seen.add(path.parent.resolve())
-            try:
-                rows.append(_row(json.loads(path.read_text()), path))
-            except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
-                unreadable.append((str(path), str(e).splitlines()[0] if str(e) else type(e).__name__))
-        for marker in UNFINISHED_MARKERS:
+            seen.add(run_dir.resolve())
+            record, why = R.load_record(run_dir)
+            if record is not None:
+                rows.append(_row(record, run_dir))
+            else:
+                unreadable.append((str(path), why or "vanished while reading"))
+        for marker in R.STARTED_MARKERS:
             for path in sorted(root.rglob(marker)):
                 run_dir = path.parent.resolve()
                 if run_dir not in seen:
@@ -169,10 +200,10 @@ def missing_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run's ``metrics.csv`` as one long frame (the run's RUN key + step, train/val loss)."""
+    """Every run's metrics file as one long frame (the run's RUN key + step, train/val loss)."""
     frames = []
     for row in runs.itertuples(index=False):
-        path = Path(row.run_dir) / "metrics.csv"
+        path = Path(row.run_dir) / R.METRICS
         if path.is_file():
             m = pd.read_csv(path)
             frames.append(m.assign(**{k: getattr(row, k) for k in RUN + ["status"]}))

@@ -1,5 +1,6 @@
 """``mupbench-report SWEEP_DIR... [--out DIR]``: the paper's figures, Table 2 and the transfer
-metrics of some sweeps, written into one report folder, with a short summary on stdout."""
+verdicts of some sweeps, written into one report folder (CSV / Markdown / PNG / PDF and one
+self-contained ``report.html``), with a short summary on stdout."""
 
 from __future__ import annotations
 
@@ -10,10 +11,22 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from .aggregate import METRICS, PARAM_NAMES, fmt, markdown, seed_stats, sort_groups, table2, table2_latex, table2_markdown
+from mupbench import records as R
+
+from . import tables
+from .aggregate import (METRICS, PARAM_NAMES, markdown, seed_stats, sort_groups, table2, table2_display, table2_latex,
+                        table2_markdown)
+from .basin import basin, basin_shift
+from .compute import compute_savings, compute_sentences
+from .drift import drift_verdicts
 from .figures import save_figure, sweep_figures
-from .records import RecordError, load_sweep, save_runs
+from .html import Page
+from .records import GROUP, RecordError, Sweep, load_sweep, save_runs
+from .regret import transfer_regret
 from .transfer import transfer_summary
+
+N_BOOT = 1000
+NO_FLOPS = "the records carry no FLOPs (flops_per_step): compute accounting skipped"
 
 
 def _write(path: Path, text: str) -> Path:
@@ -21,57 +34,152 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _transfer_markdown(summary: pd.DataFrame) -> str:
-    small = lambda x: fmt(round(x, 9))  # noqa: E731  (a drift of 3e-16 decades is 0)
-    shown = pd.DataFrame({
-        "setup": summary["setup"], "param": summary["parametrization"].map(lambda p: PARAM_NAMES.get(p, p)),
-        "optimizer": summary["optimizer"],
-        "metric": summary["metric"],
-        "ζ range": [f"{fmt(a)}–{fmt(b)}" for a, b in zip(summary["width_mult_min"], summary["width_mult_max"])],
-        "k* (narrowest → widest)": [f"{fmt(a)} → {fmt(b)}" for a, b in zip(summary["lr_opt_min"], summary["lr_opt_max"])],
-        "drift (decades)": summary["drift_decades"].map(small),
-        "per doubling": summary["slope_per_doubling"].map(small),
-        "wider is better": [f"{m}/{n}" for m, n in zip(summary["n_monotone"], summary["n_lr"])],
-    })
-    return markdown(shown)
+def _csv(df: pd.DataFrame, path: Path) -> Path:
+    df.to_csv(path, index=False)
+    return path
 
 
-def write_report(sweep_dirs, out: str | Path, n_boot: int = 200, seed: int = 0, figures: bool = True) -> dict:
-    """Everything the report command writes; returns ``{"sweep", "table2", "transfer", "files"}``."""
+def analyse(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0, metrics=METRICS) -> dict[str, pd.DataFrame]:
+    """Every table of the report: ``table2``, ``optima`` (per width), ``transfer`` (per group: the
+    drift with its CI and verdict, joined with the point summary and "wider is better"),
+    ``regret``, ``basin``, ``basin_shift`` and ``compute`` (empty without FLOPs in the records)."""
+    optima, transfer, regret, basins = [], [], [], []
+    for metric in metrics:
+        opt, summary = transfer_summary(runs, metric, n_boot=n_boot, seed=seed)
+        verdicts = drift_verdicts(runs, metric, n_boot=n_boot, seed=seed)
+        extra = ["n_monotone", "n_lr", "wider_is_better", "drift_decades_argmin", "slope_per_doubling_argmin"]
+        transfer.append(verdicts.merge(summary[GROUP + extra], on=GROUP, how="left") if len(verdicts) else verdicts)
+        optima.append(opt)
+        regret.append(transfer_regret(runs, metric, n_boot=n_boot, seed=seed))
+        basins.append(basin(runs, metric))
+    cat = lambda frames: pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame()  # noqa: E731
+    transfer, regret, basins = cat(transfer), cat(regret), cat(basins)
+    order = ("setup", "optimizer", "metric")
+    return {
+        "table2": table2(runs, metrics), "optima": cat(optima),
+        "transfer": sort_groups(transfer, order) if len(transfer) else transfer,
+        "regret": sort_groups(regret, order) if len(regret) else regret,
+        "basin": sort_groups(basins, order) if len(basins) else basins,
+        "basin_shift": sort_groups(basin_shift(basins), order) if len(basins) else pd.DataFrame(),
+        "compute": compute_savings(runs),
+    }
+
+
+def _label(row) -> str:
+    return f"{row.setup} {PARAM_NAMES.get(row.parametrization, row.parametrization)} {row.optimizer} [{row.metric}]"
+
+
+def verdict_lines(transfer: pd.DataFrame) -> list[str]:
+    """One line per group and metric: the verdict, never a bare point estimate."""
+    return [f"{_label(r)}: {r.sentence}" for r in transfer.itertuples()]
+
+
+def regret_lines(regret: pd.DataFrame) -> list[str]:
+    """Per group and metric, the regret at the widest target width."""
+    lines = []
+    if regret.empty:
+        return lines
+    for _, g in regret.groupby(GROUP + ["metric"], sort=False):
+        r = g.sort_values("width_mult").iloc[-1]
+        lines.append(f"{_label(r)}: tuned at ζ = {r.base_width_mult:g}, used at ζ = {r.width_mult:g}: regret "
+                     f"{r.regret:.3g} (95 % CI {r.regret_lo:.3g} … {r.regret_hi:.3g}; {100 * r.rel_regret:.2g} % of the best), "
+                     f"cross-fitted {r.regret_cf:.3g}; P(k̂ = k*) = {r.p_same:.2f}")
+    return lines
+
+
+def _html(sweep: Sweep, result: dict, figures: dict, sweep_dirs) -> str:
+    page = Page("mupbench report: " + ", ".join(map(str, sweep_dirs)))
+    page.text(sweep.summary())
+    page.heading("Problems")
+    page.items(sweep.problems() or ["none"])
+    page.heading("Does the optimal k transfer? Verdicts")
+    page.text("The optimum per width is the quadratic-fit vertex of the seed-mean loss; the drift is its move from the "
+              "narrowest to the widest width, with a seed-bootstrap 95 % CI. transfers = the CI lies within one grid "
+              "step of 0; drifts = the CI excludes 0; otherwise undetermined at this resolution.", "muted")
+    page.items(verdict_lines(result["transfer"]), "verdict")
+    if len(result["transfer"]):
+        page.table(tables.verdict_table(result["transfer"]))
+    page.heading("Transfer regret")
+    page.text("Loss at the k selected at the base width minus the best loss at the target width (SPEC-AXES §6.1); "
+              "diverged runs are charged their loss at initialisation. Cross-fitted: selected on half the seeds, "
+              "charged on the other half.", "muted")
+    if len(result["regret"]):
+        page.table(tables.regret_table(result["regret"]))
+    page.heading("Basin of good k")
+    page.text("Per width, the range of k whose seed-mean loss is within 1 %, 5 %, 10 % of that width's best "
+              "(grid values; ≤ / ≥: the basin reaches the grid's end), and how its edges move with width.", "muted")
+    if len(result["basin"]):
+        page.table(tables.basin_table(result["basin"]))
+        page.table(tables.basin_shift_table(result["basin_shift"]))
+    page.heading("Compute")
+    if len(result["compute"]):
+        page.items(compute_sentences(result["compute"]))
+        page.table(tables.compute_table(result["compute"]))
+    else:
+        page.text(NO_FLOPS, "muted")
+    page.heading("Table 2: the best network per parametrization")
+    page.table(table2_display(result["table2"]))
+    page.heading("Figures")
+    for name, fig in figures.items():
+        page.figure(name, fig)
+    return page.render()
+
+
+def write_report(sweep_dirs, out: str | Path, n_boot: int = N_BOOT, seed: int = 0, figures: bool = True) -> dict:
+    """Everything the report command writes; returns the tables of :func:`analyse` plus ``sweep``
+    and ``files``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RecordError(f"--out {out} is an existing file; give a directory (created if absent) or remove the file")
     sweep = load_sweep(sweep_dirs)
     runs = sweep.runs
     if runs.empty:
-        raise RecordError(f"no run records (result.json) under {', '.join(map(str, sweep_dirs))}")
-    out = Path(out)
+        raise RecordError(f"no run records ({R.RESULT}) under {', '.join(map(str, sweep_dirs))}")
+    result = analyse(runs, n_boot, seed)
     out.mkdir(parents=True, exist_ok=True)
     files = [save_runs(runs, out / "runs.csv"), save_runs(runs, out / "runs.parquet")]
     files.append(_write(out / "problems.txt", "\n".join(sweep.problems()) or "none"))
-    seed_stats(runs).to_csv(out / "seed_stats.csv", index=False)
-    files.append(out / "seed_stats.csv")
-    t2 = table2(runs)
-    t2.to_csv(out / "table2.csv", index=False)
-    files += [out / "table2.csv", _write(out / "table2.md", table2_markdown(t2)), _write(out / "table2.tex", table2_latex(t2))]
-    optima, summaries = [], []
-    for metric in METRICS:
-        opt, summary = transfer_summary(runs, metric, n_boot=n_boot, seed=seed)
-        optima.append(opt)
-        summaries.append(summary)
-    optima, transfer = pd.concat(optima, ignore_index=True), pd.concat(summaries, ignore_index=True)
-    transfer = sort_groups(transfer, ("setup", "optimizer", "metric"))
-    optima.to_csv(out / "optimal_lr.csv", index=False)
-    transfer.to_csv(out / "transfer.csv", index=False)
-    files += [out / "optimal_lr.csv", out / "transfer.csv", _write(out / "transfer.md", _transfer_markdown(transfer))]
-    if figures:
-        for stem, fig in sweep_figures(runs, optima).items():
-            files += save_figure(fig, out / "figures" / stem)
-    return {"sweep": sweep, "table2": t2, "transfer": transfer, "files": files}
+    files.append(_csv(seed_stats(runs), out / "seed_stats.csv"))
+    t2 = result["table2"]
+    files += [_csv(t2, out / "table2.csv"), _write(out / "table2.md", table2_markdown(t2)), _write(out / "table2.tex", table2_latex(t2))]
+    files += [_csv(result["optima"], out / "optimal_lr.csv"), _csv(result["transfer"], out / "transfer.csv")]
+    if len(result["transfer"]):
+        files.append(_write(out / "transfer.md", markdown(tables.verdict_table(result["transfer"]))))
+    for name, table in (("regret", tables.regret_table), ("basin", tables.basin_table), ("compute", tables.compute_table)):
+        if len(result[name]):
+            files += [_csv(result[name], out / f"{name}.csv"), _write(out / f"{name}.md", markdown(table(result[name])))]
+    if len(result["basin_shift"]):
+        files.append(_csv(result["basin_shift"], out / "basin_shift.csv"))
+    figs = sweep_figures(runs, result["optima"]) if figures else {}
+    for stem, fig in figs.items():
+        files += save_figure(fig, out / "figures" / stem)
+    files.append(_write(out / "report.html", _html(sweep, result, figs, sweep_dirs)))
+    return {**result, "sweep": sweep, "files": files}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other refusal of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _n_boot(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--n-boot must be a positive whole number of bootstrap resamples "
+                                         f"(got {text!r}; the CIs and verdicts are percentiles of them, 1000 or more is stable)")
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mupbench-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR", help="directories searched for result.json")
+    parser = _Parser(prog="mupbench-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR", help=f"directories searched for {R.RESULT}")
     parser.add_argument("--out", help="report folder (default: SWEEP_DIR/report of the first sweep)")
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the optimum's CI")
+    parser.add_argument("--n-boot", type=_n_boot, default=N_BOOT, help=f"bootstrap resamples for every CI (default {N_BOOT})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     args = parser.parse_args(argv)
@@ -80,18 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = write_report(args.sweep_dirs, out, args.n_boot, args.seed, not args.no_figures)
     except (RecordError, OSError, ValueError) as e:
-        print(f"mupbench-report: error: {e}", file=sys.stderr)
+        print(f"mupbench-report: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 1
-    sweep, transfer = result["sweep"], result["transfer"]
+    sweep = result["sweep"]
     print(sweep.summary())
     for line in sweep.problems()[:10]:
         print(f"  ! {line}")
     print(table2_markdown(result["table2"]))
-    for row in transfer.itertuples():
-        print(f"{row.setup} {row.parametrization} {row.optimizer} [{row.metric}]: optimum drifts "
-              f"{fmt(round(row.drift_decades, 9))} decades over ζ {fmt(row.width_mult_min)}–{fmt(row.width_mult_max)} "
-              f"({fmt(round(row.slope_per_doubling, 9))}/doubling); wider is better at {row.n_monotone}/{row.n_lr} k")
-    print(f"report: {len(result['files'])} files in {out}")
+    for line in verdict_lines(result["transfer"]) + regret_lines(result["regret"]):
+        print(line)
+    for line in compute_sentences(result["compute"]) if len(result["compute"]) else [NO_FLOPS]:
+        print(line)
+    print(f"report: {len(result['files'])} files in {out} (open {out / 'report.html'})")
     return 0
 
 

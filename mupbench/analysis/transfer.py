@@ -4,7 +4,8 @@
   seed mean and from a quadratic fit of log loss in log10 k around it, with a bootstrap CI over
   seeds;
 - :func:`optimum_drift`: how far that optimum moves between the narrowest and the widest network
-  (decades) and per doubling of ζ;
+  (decades) and per doubling of ζ, as point estimates (the verdict with its CI is
+  :func:`mupbench.analysis.drift.drift_verdicts`);
 - :func:`wider_is_better`: the share of k values at which the loss falls monotonically with ζ.
 
 A diverged run counts as +inf loss (so a cell with one is never the optimum); failed runs are
@@ -14,12 +15,12 @@ ignored (see :mod:`mupbench.analysis.aggregate`).
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
 
 from .aggregate import seed_stats
+from .bootstrap import draw, fit_vertex, resampled_means, seed_mean
 from .records import GROUP
 
 
@@ -57,9 +58,21 @@ def _loss_matrix(g: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _seed_mean(matrix: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column (every run failed)
-        return np.nanmean(matrix, axis=0)
+    return seed_mean(matrix, axis=0)
+
+
+def _boot_optima(log_k, matrix, window: int, log_loss: bool, n_boot: int, rng) -> np.ndarray:
+    """Fit optima of ``n_boot`` resamples of the seeds (rows of ``matrix``, jointly across k); the
+    finite ones. Vectorised for ``window=1``."""
+    if n_boot == 0:
+        return np.empty(0)
+    if window == 1:
+        cube = matrix[None]  # one width
+        boots = fit_vertex(log_k, resampled_means(cube, draw(rng, n_boot, 1, len(matrix)))[:, 0], log_loss)[0]
+    else:
+        boots = np.array([fit_optimum(log_k, _seed_mean(matrix[rng.integers(0, len(matrix), len(matrix))]), window, log_loss)[0]
+                          for _ in range(n_boot)])
+    return boots[np.isfinite(boots)]
 
 
 def optimal_lr(runs: pd.DataFrame, metric: str = "min_train_loss", window: int = 1, n_boot: int = 200,
@@ -77,11 +90,7 @@ def optimal_lr(runs: pd.DataFrame, metric: str = "min_train_loss", window: int =
         x_fit, fitted = fit_optimum(log_k, mean, window, log_loss)
         finite = np.isfinite(mean)
         i = int(np.argmin(np.where(finite, mean, np.inf))) if finite.any() else None
-        boots = []
-        for _ in range(n_boot if len(matrix) > 1 else 0):
-            sample = matrix[rng.integers(0, len(matrix), len(matrix))]
-            boots.append(fit_optimum(log_k, _seed_mean(sample), window, log_loss)[0])
-        boots = np.array([b for b in boots if np.isfinite(b)])
+        boots = _boot_optima(log_k, matrix, window, log_loss, n_boot if len(matrix) > 1 else 0, rng)
         lo, hi = (np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2]) if len(boots) else (x_fit, x_fit))
         rows.append({
             **dict(zip(GROUP + ["width_mult"], key)),
