@@ -73,14 +73,15 @@ def sentence(row) -> str:
     lo, hi = _signed(row.drift_lo), _signed(row.drift_hi)
     ci = f"drift {_signed(row.drift_decades)} decades, 95 % CI [{lo}, {hi}]"
     step = f"grid step {row.grid_step:.2g}"
+    edge = "; an optimum sits on the grid's edge, so the drift there is a bound" if row.at_edge else ""
     if row.verdict == TRANSFERS:
-        return f"transfers over {where}: the optimum moves less than one grid step ({ci}; {step})"
+        return f"transfers over {where}: the optimum moves less than one grid step ({ci}; {step}{edge})"
     if row.verdict == DRIFTS:
         return (f"drifts {row.direction} over {where} ({ci}; {_signed(row.slope_per_doubling)} decades per doubling, "
-                f"CI [{_signed(row.slope_lo)}, {_signed(row.slope_hi)}])")
+                f"CI [{_signed(row.slope_lo)}, {_signed(row.slope_hi)}]{edge})")
     need = f"; about {row.seeds_needed} seeds would decide it" if pd.notna(row.seeds_needed) else ""
     return (f"undetermined at this resolution over {where} with {row.n_seeds} seeds: the drift's 95 % CI [{lo}, {hi}] "
-            f"decades holds 0 and reaches past one {step}{need}")
+            f"decades holds 0 and reaches past one {step} (it moves less than {row.moves_less_than:.2g} decades){need}{edge}")
 
 
 def drift_verdicts(runs: pd.DataFrame, metric: str = "min_val_loss", basis: str = "fit", n_boot: int = 1000,
