@@ -16,7 +16,8 @@ CI of the drift against the grid's step δ (decades):
 - ``undetermined at this resolution``: otherwise. ``seeds_needed`` is how many seeds would decide
   it, from the bootstrap spread (the CI's half-width h shrinks as 1/√seeds): the half-width must
   fall to max(|d|, δ − |d|) for a point drift d, so seeds_needed = ⌈R · (h / that)²⌉; and
-  ``moves_less_than`` is what the CI does say, that |drift| < max(|lo|, |hi|) decades.
+  ``moves_less_than`` is what the CI does say, that |drift| < max(|lo|, |hi|) decades. With one seed
+  there is no spread to judge by: always undetermined.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def verdict(lo: float, hi: float, drift: float, step: float, n_seeds: int) -> di
     """The verdict on a drift CI [lo, hi] (decades) read against grid step ``step``."""
     out = {"verdict": UNDETERMINED, "direction": "", "seeds_needed": pd.NA,
            "moves_less_than": max(abs(lo), abs(hi)) if np.isfinite([lo, hi]).all() else math.nan}
-    if not np.isfinite([lo, hi, step]).all():
+    if n_seeds < 2 or not np.isfinite([lo, hi, step]).all():  # one seed: no spread to judge by
         return out
     if -step < lo and hi < step:
         out["verdict"] = TRANSFERS
@@ -79,6 +80,9 @@ def sentence(row) -> str:
     if row.verdict == DRIFTS:
         return (f"drifts {row.direction} over {where} ({ci}; {_signed(row.slope_per_doubling)} decades per doubling, "
                 f"CI [{_signed(row.slope_lo)}, {_signed(row.slope_hi)}]{edge})")
+    if row.n_seeds < 2:
+        return (f"undetermined at this resolution over {where}: one seed, no spread to judge its drift of "
+                f"{_signed(row.drift_decades)} decades by")
     need = f"; about {row.seeds_needed} seeds would decide it" if pd.notna(row.seeds_needed) else ""
     return (f"undetermined at this resolution over {where} with {row.n_seeds} seeds: the drift's 95 % CI [{lo}, {hi}] "
             f"decades holds 0 and reaches past one {step} (it moves less than {row.moves_less_than:.2g} decades){need}{edge}")

@@ -65,6 +65,9 @@ def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: floa
                           resampled_means(cube.select, ib), resampled_means(cube.loss, ib), base)
     else:
         cf, b_cf = np.full(W, np.nan), np.full((n_boot, W), np.nan)
+    one_seed = cube.n_seeds() < 2  # every resample is the same: a CI would claim a certainty there is not
+    if one_seed:
+        b_reg = b_rel = np.full_like(b_reg, np.nan)
     reg_lo, reg_hi = interval(b_reg, ci)
     rel_lo, rel_hi = interval(b_rel, ci)
     cf_lo, cf_hi = interval(b_cf, ci)
@@ -81,7 +84,7 @@ def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: floa
             "loss_selected": take(mean_loss[w], khat).item(), "loss_best": take(mean_loss[w], kstar[w]).item(),
             "regret": reg[w], "regret_lo": reg_lo[w], "regret_hi": reg_hi[w],
             "rel_regret": rel[w], "rel_regret_lo": rel_lo[w], "rel_regret_hi": rel_hi[w],
-            "p_same": same[:, w].mean() if n_boot else math.nan,
+            "p_same": math.nan if one_seed else same[:, w].mean(),
             "regret_cf": cf[w], "regret_cf_lo": cf_lo[w], "regret_cf_hi": cf_hi[w],
             "n_seeds": cube.n_seeds(), "n_boot": n_boot,
         })
@@ -95,7 +98,8 @@ def transfer_regret(runs: pd.DataFrame, metric: str = "min_val_loss", base_width
     ``regret`` and ``rel_regret`` with their ``_lo``/``_hi`` bootstrap CI, ``p_same`` (P̂(k̂ = k*_ζ)),
     the cross-fitted ``regret_cf`` with its CI, ``n_seeds`` and ``n_boot``.
 
-    ``base_width``: the width tuned at (default: each group's narrowest); groups without it are
+    With one seed the CIs and ``p_same`` are NaN (no spread to resample); with fewer than two seeds
+    the cross-fitted regret is NaN. ``base_width``: the width tuned at (default: each group's narrowest); groups without it are
     left out. ``joint``: one seed index set for every width (see :mod:`mupbench.analysis.bootstrap`).
     """
     if n_boot < 1:

@@ -72,3 +72,11 @@ def test_verdicts_on_the_synthetic_sweep(runs):
         A.drift_verdicts(runs, basis="median")
     arg = A.drift_verdicts(runs, "min_train_loss", basis="argmin", n_boot=50).set_index("parametrization")
     assert arg.loc["sp", "drift_decades"] == pytest.approx(-1.5) and arg.loc["mup", "drift_decades"] == 0
+
+
+def test_one_seed_is_never_a_verdict():
+    runs, _ = parabola_runs(np.random.default_rng(0), -0.5, centre=-1.75, seeds=1)
+    v = A.drift_verdicts(runs, n_boot=50).iloc[0]
+    assert v["verdict"] == UNDETERMINED and v["n_seeds"] == 1 and v["drift_decades"] == pytest.approx(-1.5, abs=0.05)
+    assert v["sentence"] == ("undetermined at this resolution over ζ 1–8: one seed, no spread to judge its drift of "
+                             f"{v['drift_decades']:+.2f} decades by")

@@ -108,3 +108,9 @@ def test_cross_fitting_removes_the_winners_curse():
     se = lambda x: x.std(ddof=1) / np.sqrt(len(x))  # noqa: E731
     assert plain.min() >= 0 and plain.mean() > 5 * se(plain)
     assert abs(crossed.mean()) < 3 * se(crossed)
+
+
+def test_one_seed_gives_no_ci():
+    runs, _ = parabola_runs(np.random.default_rng(0), -0.25, widths=(1, 4), seeds=1)
+    r = A.transfer_regret(runs, n_boot=50).iloc[0]
+    assert r["regret"] > 0 and np.isnan([r["regret_lo"], r["regret_hi"], r["p_same"], r["regret_cf"]]).all()
