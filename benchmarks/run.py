@@ -56,6 +56,7 @@ SETUPS = {
 GRID_ZETAS = (1, 4, 16)
 GRID_KS = (1e-5, 4.64e-5, 2.15e-4, 1e-3, 4.64e-3, 2.15e-2, 0.1, 0.464)  # every other k of the paper's MLP grid
 GRID_SEEDS, GRID_STEPS = 16, 2000
+LOAD_WARMUP_S = 5  # the competing load runs this long before the first timed command
 # GPU table: the largest paper widths (SPEC §5)
 PAPER_MAX = {"mlp": 512, "vgg": 128, "vit": 128, "transformer": 32}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
@@ -87,7 +88,8 @@ def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: i
     from mupbench.assemble import build_run
     from mupbench.config import compose
     from mupbench.data import load_splits
-    from mupbench.loop import train
+    from mupbench.training.loop import Member, train
+    from mupbench.training.single import SingleStepper
 
     torch.set_num_threads(threads)
     rss0 = peak_rss_mb()
@@ -112,7 +114,7 @@ def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: i
     def ours(param: str, steps: int, eval_every: int):
         c = compose([*base, f"parametrization={param}", f"train.steps={steps}", f"train.eval_every={eval_every}"])
         run = build_run(c, dev, splits)
-        return lambda: train(run)
+        return lambda: train(SingleStepper(run), [Member(None)], c.train)  # the lifecycle's single-run loop
 
     def ref(steps: int, eval_every: int):
         c = compose([*base, f"train.steps={steps}", f"train.eval_every={eval_every}"])
@@ -280,6 +282,52 @@ def part_grid(args) -> dict:
     return result
 
 
+def _cpu_load(n: int) -> list[subprocess.Popen]:
+    """``n`` CPU-bound processes competing for the cores (what a shared machine or a node with
+    other jobs looks like to a sweep); stopped by the caller."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def part_threads(args) -> dict:
+    """The MLP slice's batched command with and without competing CPU load, for
+    ``train.threads=0`` (the automatic choice) and each fixed count up to the usable CPUs. Each
+    setting runs once per condition, settings interleaved; the load is two busy processes started
+    ``LOAD_WARMUP_S`` before the first timed command."""
+    from mupbench.assemble import usable_cpus
+
+    steps = args.threads_steps
+    flush = ["train.flush_denormal=true"] if args.flush_denormal else []
+    counts = [0, *range(1, usable_cpus() + 1)]
+    work = Path(tempfile.mkdtemp(prefix="mupbench-bench-threads-"))
+    out: dict = {"steps": steps, "slice": {"zetas": list(GRID_ZETAS), "ks": list(GRID_KS), "seeds": GRID_SEEDS}, "rows": {}}
+    try:
+        for condition, load in (("quiet", 0), ("contended", 2)):
+            procs = _cpu_load(load)
+            try:
+                if procs:
+                    time.sleep(LOAD_WARMUP_S)
+                row = {}
+                for n in counts:
+                    d = work / f"{condition}-{n}"
+                    secs = timed_cmd([sys.executable, "-m", "mupbench.train", "-m", "hydra/launcher=batched", *mlp_data(), "train.device=cpu",
+                                      f"train.threads={n}", f"train.steps={steps}", *flush,
+                                      f"model.width_mult={','.join(map(str, GRID_ZETAS))}", f"optimizer.lr={','.join(map(str, GRID_KS))}",
+                                      f"seed=range({GRID_SEEDS})", f"hydra.sweep.dir={d}"], REPO)
+                    chosen = sorted({json.loads(r.read_text()).get("threads") for r in d.glob("*/result.json")} - {None})
+                    row[str(n)] = {"seconds": secs, "threads_used": chosen}
+                    print(f"  threads: {condition}, train.threads={n}: {secs:.1f} s (threads used {chosen})", flush=True)
+            finally:
+                for q in procs:
+                    q.kill()
+                    q.wait()
+            best = min(v["seconds"] for k, v in row.items() if k != "0")
+            row["auto_vs_best_fixed"] = row["0"]["seconds"] / best
+            out["rows"][condition] = row
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
 def grid_ref(zetas: str, ks: str, steps: int, threads: int, device: str = "cpu", flush_denormal: bool = False) -> float:
     """The reference loop, run after run in this process, over the (ζ, k) subset; seconds."""
     import torch
@@ -330,7 +378,7 @@ def measure_gpu(quick: bool, device: str = "cuda", widths: dict | None = None, l
     import torch
 
     from mupbench.assemble import autocast, build_run
-    from mupbench.batched import Ensemble
+    from mupbench.training.stacked import StackedStepper
     from mupbench.config import compose
     from mupbench.data import load_splits
 
@@ -395,13 +443,13 @@ def measure_gpu(quick: bool, device: str = "cuda", widths: dict | None = None, l
         single = rate(over, steps * 4)["steps_per_s"]
         cfgs = [compose([*over, f"seed={s}", f"optimizer.lr={k}"]) for k in ks for s in range(seeds)]
         splits = load_splits(cfgs[0].dataset, dev)
-        ens = Ensemble([build_run(c, dev, splits) for c in cfgs])
+        ens = StackedStepper([build_run(c, dev, splits) for c in cfgs])
         for _ in range(3):
-            ens.step(*ens.train_sampler.next())
+            ens.step(ens.next_batch())
         sync()
         t0 = time.perf_counter()
         for _ in range(steps * 4):
-            ens.step(*ens.train_sampler.next())
+            ens.step(ens.next_batch())
         sync()
         member_rate = steps * 4 * ens.size / (time.perf_counter() - t0)
         out.setdefault("mlp_batched_vs_single", []).append({"width_mult": zeta, "members": ens.size, "single_steps_per_s": single,
@@ -493,6 +541,15 @@ def report(res: dict) -> str:
                 [f"{r['width_mult']:g}", str(r["members"]), f"{r['single_steps_per_s']:.0f}", f"{r['batched_member_steps_per_s']:.0f}", f"{r['speedup']:.1f}"]
                 for r in gpu["mlp_batched_vs_single"]]
             out.append(f"GPU: {gpu['device']}\n" + fmt_table(rows) + "\n" + "\n".join(lm_lines) + "\n" + fmt_table(rows2))
+    if "threads" in res:
+        th = res["threads"]
+        counts = [k for k in next(iter(th["rows"].values())) if k != "auto_vs_best_fixed"]
+        rows = [["condition", *(f"threads={k}" + (" (auto)" if k == "0" else "") for k in counts), "auto / best fixed"]]
+        for cond, row in th["rows"].items():
+            rows.append([cond, *(f"{row[k]['seconds']:.1f} s {row[k]['threads_used']}" for k in counts), f"{row['auto_vs_best_fixed']:.2f}"])
+        out.append(f"Threads: the MLP slice ({len(th['slice']['zetas'])} widths × {len(th['slice']['ks'])} k × {th['slice']['seeds']} seeds, "
+                   f"{th['steps']} steps) as one batched command, quiet and with two competing CPU-bound processes; [threads the runs used]\n"
+                   + fmt_table(rows))
     return "\n\n".join(out)
 
 
@@ -511,13 +568,17 @@ def targets(res: dict) -> list[str]:
     if "grid" in res:
         x = res["grid"]["rows"]["c_batched"]["x_vs_a"]
         lines.append(f"MLP grid slice ≥ 30× the runs/hour of one process per run: {x:.1f}× ({res['grid']['rows']['c_batched']['how']}) — {'met' if x >= 30 else 'NOT met'}")
+    for cond, row in res.get("threads", {}).get("rows", {}).items():
+        r = row["auto_vs_best_fixed"]
+        lines.append(f"train.threads=0 within 10% of the best fixed count ({cond}): {r:.2f}× — {'met' if r <= 1.10 else 'NOT met'}")
     return lines
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description="mupbench speed benchmark: steps/s per setup, runs/hour over the MLP grid slice, GPU table.")
     p.add_argument("--quick", action="store_true", help="a smaller benchmark, extrapolated (a few minutes)")
-    p.add_argument("--parts", default="steps,grid,gpu", help="comma-separated: steps, grid, gpu")
+    p.add_argument("--parts", default="steps,grid,gpu", help="comma-separated: steps, grid, gpu, threads (threads: run on request only)")
+    p.add_argument("--threads-steps", type=int, default=500, help="threads part: steps per run of the slice (default 500)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per step-time measurement (default 15; 5 with --quick)")
     p.add_argument("--target-s", type=float, default=None, help="seconds per repetition (default 1.0; 0.3 with --quick)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for every loop of the steps part (default 1: less noise)")
@@ -536,9 +597,9 @@ def main() -> None:
     args.reps = args.reps or (5 if args.quick else 15)
     args.target_s = args.target_s or (0.3 if args.quick else 1.0)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
-    unknown = set(parts) - {"steps", "grid", "gpu"}
+    unknown = set(parts) - {"steps", "grid", "gpu", "threads"}
     if unknown:
-        p.error(f"--parts: unknown {sorted(unknown)}; choose from steps, grid, gpu")
+        p.error(f"--parts: unknown {sorted(unknown)}; choose from steps, grid, gpu, threads")
     unknown = {s for s in args.setups.split(",") if s} - set(SETUPS)
     if unknown:
         p.error(f"--setups: unknown {sorted(unknown)}; choose from {', '.join(SETUPS)}")
@@ -557,6 +618,9 @@ def main() -> None:
         res["grid"] = part_grid(args)
     if "gpu" in parts:
         res["gpu"] = part_gpu(args)
+    if "threads" in parts:
+        print("part threads: the MLP slice batched, quiet and contended, per train.threads", flush=True)
+        res["threads"] = part_threads(args)
     res["targets"] = targets(res)
     res["wall_s"] = time.perf_counter() - t0
     res["machine"]["load_avg_at_end"] = os.getloadavg()

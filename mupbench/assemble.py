@@ -10,7 +10,10 @@ import contextlib
 import hashlib
 import logging
 import os
+import statistics
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -139,8 +142,8 @@ def usable_cpus() -> int:
 
 
 def auto_threads(work: int, cpus: int, busy: float) -> int:
-    """The intra-op thread count for ``work`` elements per op on ``cpus`` CPUs of which about
-    ``busy`` are taken by other processes (the load average).
+    """The intra-op thread count for ``work`` elements per step on ``cpus`` CPUs of which about
+    ``busy`` are taken by other processes.
 
     Tiny ops (a small model, a small ensemble) get one thread: their parallel regions are too
     short to amortise OpenMP's barriers, and a barrier whose other thread is descheduled on a
@@ -152,11 +155,25 @@ def auto_threads(work: int, cpus: int, busy: float) -> int:
     return max(1, min(cpus, round(cpus - busy)))
 
 
+def busy_cpus(samples: int = 5) -> float:
+    """How many CPUs other processes keep busy right now: the kernel's count of runnable tasks
+    (/proc/loadavg, 4th field), less this process's sampling thread, median of a few samples 10 ms
+    apart; the 1-minute load average where there is no /proc."""
+    counts = []
+    for _ in range(samples):
+        try:
+            counts.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)
+        except (OSError, IndexError, ValueError):
+            return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        time.sleep(0.01)
+    return float(statistics.median(counts))
+
+
 def set_threads(cfg: DictConfig, work: int) -> int:
     """Set torch's intra-op threads from ``train.threads`` (0 = :func:`auto_threads` for ``work``,
     the elements one training step's ops touch: members × parameters) and return the count, which
     the run's record keeps."""
-    n = cfg.train.threads or auto_threads(work, usable_cpus(), os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+    n = cfg.train.threads or auto_threads(work, usable_cpus(), busy_cpus() if work >= SMALL_WORK else 0.0)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

@@ -23,9 +23,10 @@ import torch
 from omegaconf import DictConfig
 
 from mupbench import records as R
-from mupbench.assemble import Run, build_run, cast_splits, resolve_device, set_flush_denormal, set_threads
+from mupbench.assemble import Run, build_models, build_run, cast_splits, loss_function, resolve_device, set_flush_denormal, set_threads
 from mupbench.config import ConfigError, validate
-from mupbench.data import DataError, Splits, load_splits
+from mupbench.data import DataError, DataSpec, Splits, load_splits
+from mupbench.flops import flops_per_step
 from mupbench.training import checkpoint
 from mupbench.training.loop import Member, Outcome, train
 from mupbench.training.single import SingleStepper
@@ -94,9 +95,11 @@ def _run(cfgs, run_dirs, *, batched: bool, max_members: int = 0, forward: str = 
     if splits is None:
         splits = load_splits(cfg0.dataset, device)
     splits = cast_splits(splits, getattr(torch, cfg0.train.dtype))  # once, not once per member
+    flops = step_flops(cfg0, splits.spec)  # the same for every point: they share the architecture
     starts: dict[int, list[int]] = defaultdict(list)
     for i, pt in todo:
         _prepare(pt, device, splits)
+        pt.record["flops_per_step"] = flops
         starts[pt.member.resumed_from or 0].append(i)
     points = dict(todo)
     for start, indices in sorted(starts.items()):
@@ -196,6 +199,22 @@ def _finish(p: _Point, out: Outcome) -> dict:
 def _finish_tracker(p: _Point) -> None:
     if p.tracker is not None:
         p.tracker.finish(p.record)
+
+
+def step_flops(cfg: DictConfig, spec: DataSpec) -> int:
+    """FLOPs of one training step's forward and backward (mupbench.flops), counted on a copy of
+    the model on the meta device: no compute, no random numbers drawn."""
+    meta = torch.device("meta")
+    model, _ = build_models(cfg, spec, meta)
+    model.to(getattr(torch, cfg.train.dtype))
+    b, shape = cfg.train.batch_size, tuple(spec.input_shape)
+    if spec.task == "lm":
+        x = y = torch.zeros((b, *shape), dtype=torch.long, device=meta)
+    else:
+        x = torch.zeros((b, *shape), dtype=getattr(torch, cfg.train.dtype), device=meta)
+        y = (torch.zeros(b, dtype=torch.long, device=meta) if spec.task == "classification"
+             else torch.zeros((b, spec.num_outputs), dtype=x.dtype, device=meta))
+    return flops_per_step(model, loss_function(spec.task), x, y)
 
 
 def auto_members(num_params: int, device: torch.device) -> int:

@@ -227,6 +227,8 @@ def write_finished(cfg: DictConfig, run_dir: Path, record: dict, out, wall_time_
         config=OmegaConf.to_container(cfg, resolve=True),
         finished_at=now(),
     )
+    if record.get("flops_per_step"):  # training compute: forward + backward of every step taken (evaluations not counted)
+        record["flops_total"] = record["flops_per_step"] * out.steps_done
     run_dir = Path(run_dir)
     write_metrics(run_dir, out.history)
     write_json(run_dir / RESULT, record)

@@ -182,3 +182,20 @@ def test_force_reruns_a_finished_point(tmp_path, capsys):
     again = run_point(compose([*BASE, "train.steps=10", "train.eval_every=5", "force=true"]), tmp_path)
     assert "completed (min val loss" in capsys.readouterr().out  # trained again, not skipped
     assert again["fingerprint"] == first["fingerprint"] and [again[k] for k in LOSSES] == [first[k] for k in LOSSES]
+
+
+def test_records_carry_training_flops_counted_without_touching_the_run(tmp_path):
+    """FLOPs per step are measured on a meta-device copy (mupbench.flops): the MLP's closed form
+    (3 × forward less the first layer's input gradient: 3·2·16·(8·16 + 16·16 + 16·1) − 2·16·8·16),
+    and the run itself — VGG with dropout, whose masks come from the global RNG — is exactly the
+    run trained without the lifecycle."""
+    from conftest import train_single
+    from mupbench.assemble import build_run
+
+    rec = run_point(compose([*BASE, "train.steps=10", "train.eval_every=5"]), tmp_path / "mlp")
+    assert rec["flops_per_step"] == 3 * 2 * 16 * (8 * 16 + 16 * 16 + 16 * 1) - 2 * 16 * 8 * 16 == 34304
+    assert rec["flops_total"] == 34304 * rec["steps_done"]
+    cfg = compose([*BASE, *IMAGES, "train.steps=8", "train.eval_every=4", "model=vgg"])
+    rec = run_point(cfg, tmp_path / "vgg")
+    alone = train_single(build_run(cfg))
+    assert rec["final_val_loss"] == alone.history[-1]["val_loss"] and rec["min_train_loss"] == min(h["train_loss"] for h in alone.history)
