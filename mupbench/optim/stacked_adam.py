@@ -31,7 +31,7 @@ class StackedAdam:
                  weight_decay: torch.Tensor | None = None):
         self.lrs, self.weight_decay = lrs, weight_decay
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
-        self.eps = [float(e) for e in eps] if isinstance(eps, (list, tuple)) else [float(eps)] * len(params)
+        self.eps = [float(eps)] * len(params) if isinstance(eps, (int, float)) else [float(e) for e in eps]
         self.t = step
         self.exp_avg = [torch.zeros_like(p) for p in params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params]
@@ -50,8 +50,8 @@ class StackedAdam:
 
     def _update(self, js: list[int], ps, gs, ms, vs, per: list[tuple]) -> None:
         """The update of parameters ``js`` (their tensors or blocks of them)."""
-        decay = [d for _, d in per]
-        adam_foreach(ps, gs, ms, vs, [s for s, _ in per], beta1=self.beta1, beta2=self.beta2, eps=[self.eps[j] for j in js],
+        decay, eps = [d for _, d in per], [self.eps[j] for j in js]
+        adam_foreach(ps, gs, ms, vs, [s for s, _ in per], beta1=self.beta1, beta2=self.beta2, eps=eps[0] if len(set(eps)) == 1 else eps,
                      bias_correction2_sqrt=self._bias_correction2_sqrt, decay=decay if any(d is not None for d in decay) else None)
 
     @torch.no_grad()
