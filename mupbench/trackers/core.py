@@ -194,6 +194,7 @@ class RunTracker:
     slots: list[_Slot]
     timeout_s: float = 60.0
     _done: threading.Event = field(default_factory=threading.Event)
+    _closed: bool = False  # finished: later calls are ignored
 
     def __post_init__(self):
         for slot in self.slots:
@@ -202,6 +203,8 @@ class RunTracker:
     # -- the trainer's calls
     def log_eval(self, row: dict, wall_time: float | None = None) -> None:
         """Log one evaluation (a metrics.csv row); a step already logged to a tracker is skipped."""
+        if self._closed:
+            return
         try:
             step, metrics = eval_metrics(row)
             wall = time.time() if wall_time is None else wall_time
@@ -216,6 +219,9 @@ class RunTracker:
 
     def finish(self, record: dict, wait: bool = True) -> None:
         """Log the final status and metrics, close the tracker runs; wait (bounded) for the queue."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             final = record.get("status") in FINISHED  # a failed run is retried: its trackers go on then
             for slot in self.slots:

@@ -102,6 +102,9 @@ def test_a_failed_run_is_logged_again_when_it_is_retried(tmp_path):
     run_dir, record = simulate(cfg, tmp_path, stop=200, finish=False)
     tracker = trackers.open_run(cfg, run_dir, record)
     tracker.finish({**record, "status": "failed", "error": "RuntimeError: CUDA error"})
+    tracker.finish({**record, "status": "failed"})  # a second finish, or a late row, is ignored
+    tracker.log_eval({"step": 300, "train_loss": 1.0, "val_loss": 1.0, "elapsed_s": 1.0})
+    assert tracker.failures == []
     content = read_events(tmp_path / "tensorboard" / run_dir.name).PluginTagToContent(metadata.PLUGIN_NAME)
     assert metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG]).status == 2  # FAILURE
     simulate(cfg, tmp_path)  # the retry, from scratch: steps 0..200 are not logged twice
