@@ -26,6 +26,20 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_NAME else text[: MAX_NAME - 9] + "~" + __import__("hashlib").sha1(text.encode()).hexdigest()[:8]
 
 
+def logged_in() -> bool:
+    """Whether W&B has credentials without asking: WANDB_API_KEY, an identity token, or a netrc entry."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 class Wandb(Backend):
     name = "wandb"
 
@@ -39,6 +53,9 @@ class Wandb(Backend):
         mode = self.opts.get("mode") or "offline"
         if mode not in MODES:
             raise ValueError(f"logger.wandb.mode={mode!r}: choose one of {', '.join(MODES)}")
+        if mode == "online" and not logged_in():  # else wandb would prompt for a key, from a background thread
+            raise RuntimeError("logger.wandb.mode=online but this machine is not logged in to W&B: "
+                               "run `wandb login` or set WANDB_API_KEY (or log offline and `wandb sync` later)")
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_ERROR_REPORTING", "false")  # wandb's crash reports go to the internet
         import wandb

@@ -149,3 +149,18 @@ def test_export_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         export.main([str(tmp_path / "nowhere"), "--to", "mlflow"])
     assert "is not a directory" in str(e.value)
+
+
+def test_wandb_online_without_credentials_is_a_reported_failure_not_a_prompt(monkeypatch, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "mupbench")
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setattr(core, "_reported", set())
+    cfg = point_cfg(logger=("wandb",))
+    cfg.logger.wandb.mode = "online"
+    run_dir, _ = simulate(cfg, tmp_path)
+    assert trackers.flush(30)
+    assert json.loads((run_dir / RESULT).read_text())["status"] == "completed"
+    assert not core.read_ledger(run_dir)  # nothing was handed over
+    assert [r.getMessage() for r in caplog.records if "not logged in to W&B" in r.getMessage()]
