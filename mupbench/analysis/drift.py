@@ -11,7 +11,8 @@ each with a seed-bootstrap 95 % CI (optima re-found inside every resample). The 
 CI of the drift against the grid's step δ (decades):
 
 - ``transfers``: the CI lies inside (−δ, +δ): over the whole width range the optimum moves by less
-  than one grid step;
+  than one grid step (should the CI also exclude 0, ``direction`` says which way it detectably
+  moves, by less than a step);
 - ``drifts``: otherwise, if the CI excludes 0 (``direction`` says to larger or smaller k);
 - ``undetermined at this resolution``: otherwise. ``seeds_needed`` is how many seeds would decide
   it, from the bootstrap spread (the CI's half-width h shrinks as 1/√seeds): the half-width must
@@ -52,10 +53,12 @@ def verdict(lo: float, hi: float, drift: float, step: float, n_seeds: int) -> di
            "moves_less_than": max(abs(lo), abs(hi)) if np.isfinite([lo, hi]).all() else math.nan}
     if n_seeds < 2 or not np.isfinite([lo, hi, step]).all():  # one seed: no spread to judge by
         return out
+    if lo > 0 or hi < 0:  # a detectable drift (which may still be under one grid step: transfers)
+        out["direction"] = "to larger k" if lo > 0 else "to smaller k"
     if -step < lo and hi < step:
         out["verdict"] = TRANSFERS
-    elif lo > 0 or hi < 0:
-        out.update(verdict=DRIFTS, direction="to larger k" if lo > 0 else "to smaller k")
+    elif out["direction"]:
+        out["verdict"] = DRIFTS
     else:
         half, target = (hi - lo) / 2, max(abs(drift), step - abs(drift))
         if target > 0 and n_seeds > 0:
@@ -73,10 +76,11 @@ def sentence(row) -> str:
     where = f"ζ {row.width_mult_min:g}–{row.width_mult_max:g}"
     lo, hi = _signed(row.drift_lo), _signed(row.drift_hi)
     ci = f"drift {_signed(row.drift_decades)} decades, 95 % CI [{lo}, {hi}]"
-    step = f"grid step {row.grid_step:.2g}"
+    step = f"grid step {row.grid_step:.2g} decades"
     edge = "; an optimum sits on the grid's edge, so the drift there is a bound" if row.at_edge else ""
     if row.verdict == TRANSFERS:
-        return f"transfers over {where}: the optimum moves less than one grid step ({ci}; {step}{edge})"
+        though = f", though detectably {row.direction}" if row.direction else ""
+        return f"transfers over {where}: the optimum moves less than one grid step{though} ({ci}; {step}{edge})"
     if row.verdict == DRIFTS:
         return (f"drifts {row.direction} over {where} ({ci}; {_signed(row.slope_per_doubling)} decades per doubling, "
                 f"CI [{_signed(row.slope_lo)}, {_signed(row.slope_hi)}]{edge})")

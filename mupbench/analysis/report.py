@@ -81,9 +81,10 @@ def regret_lines(regret: pd.DataFrame) -> list[str]:
         return lines
     for _, g in regret.groupby(GROUP + ["metric"], sort=False):
         r = g.sort_values("width_mult").iloc[-1]
+        ci = (f"95 % CI {r.regret_lo:.3g} … {r.regret_hi:.3g}; " if pd.notna(r.regret_lo) else "one seed, no CI; ")
         lines.append(f"{_label(r)}: tuned at ζ = {r.base_width_mult:g}, used at ζ = {r.width_mult:g}: regret "
-                     f"{r.regret:.3g} (95 % CI {r.regret_lo:.3g} … {r.regret_hi:.3g}; {100 * r.rel_regret:.2g} % of the best), "
-                     f"cross-fitted {r.regret_cf:.3g}; P(k̂ = k*) = {r.p_same:.2f}")
+                     f"{r.regret:.3g} ({ci}{100 * r.rel_regret:.3g} % of the best), cross-fitted {r.regret_cf:.3g}; "
+                     f"P(k̂ = k*) = {r.p_same:.2f}")
     return lines
 
 

@@ -22,7 +22,7 @@ def _group(df: pd.DataFrame) -> dict:
 
 def _num(x, digits: int = 3) -> str:
     """``fmt`` with round-off shown as 0 (a drift of 3e-16 decades is 0)."""
-    return fmt(round(float(x), 9), digits) if pd.notna(x) and abs(float(x)) != float("inf") else fmt(x, digits)
+    return fmt(round(float(x), 9) + 0.0, digits) if pd.notna(x) and abs(float(x)) != float("inf") else fmt(x, digits)
 
 
 def _ci(x, lo, hi, digits: int = 3, pct: bool = False) -> str:
@@ -35,7 +35,8 @@ def verdict_table(v: pd.DataFrame) -> pd.DataFrame:
     """:func:`mupbench.analysis.drift.drift_verdicts` (optionally joined with "wider is better")."""
     cols = _group(v)
     cols["ζ range"] = [f"{fmt(a)}–{fmt(b)}" for a, b in zip(v["width_mult_min"], v["width_mult_max"])]
-    cols["verdict"] = [f"{a} {b}".strip() for a, b in zip(v["verdict"], v["direction"])]
+    cols["verdict"] = [f"{a} {b}" if a == "drifts" else f"{a} (moves < 1 step {b})" if b else a
+                       for a, b in zip(v["verdict"], v["direction"])]
     cols["k* (narrowest → widest)"] = [f"{fmt(a)} → {fmt(b)}" for a, b in zip(v["lr_opt_min"], v["lr_opt_max"])]
     cols["drift, decades [95 % CI]"] = [_ci(*r, digits=2) for r in zip(v["drift_decades"], v["drift_lo"], v["drift_hi"])]
     cols["per doubling [95 % CI]"] = [_ci(*r, digits=2) for r in zip(v["slope_per_doubling"], v["slope_lo"], v["slope_hi"])]

@@ -47,11 +47,15 @@ def test_too_few_seeds_are_undetermined_and_more_decide(rng_seed):
 
 
 def test_verdict_rules():
-    assert verdict(-0.1, 0.2, 0.05, 0.25, 8)["verdict"] == TRANSFERS
-    assert verdict(0.05, 0.2, 0.1, 0.25, 8)["verdict"] == TRANSFERS  # a real drift, but under one step
-    assert verdict(0.1, 0.9, 0.5, 0.25, 8) | {} == {"verdict": DRIFTS, "direction": "to larger k", "seeds_needed": verdict(
-        0.1, 0.9, 0.5, 0.25, 8)["seeds_needed"], "moves_less_than": 0.9}
+    assert verdict(-0.1, 0.2, 0.05, 0.25, 8) | {"seeds_needed": None} == {
+        "verdict": TRANSFERS, "direction": "", "seeds_needed": None, "moves_less_than": 0.2}
+    # a detectable drift under one step: transfers at this grid's resolution, and which way it moves
+    assert verdict(0.05, 0.2, 0.1, 0.25, 8) | {"seeds_needed": None} == {
+        "verdict": TRANSFERS, "direction": "to larger k", "seeds_needed": None, "moves_less_than": 0.2}
+    assert verdict(0.1, 0.9, 0.5, 0.25, 8) | {"seeds_needed": None} == {
+        "verdict": DRIFTS, "direction": "to larger k", "seeds_needed": None, "moves_less_than": 0.9}
     assert verdict(-0.9, -0.3, -0.5, 0.25, 8)["direction"] == "to smaller k"
+    assert verdict(-0.9, -0.3, -0.5, 0.25, 1)["verdict"] == UNDETERMINED  # one seed: no spread
     # half-width 0.4, point 0.1: the CI must shrink to max(0.1, 0.15) = 0.15: 8 × (0.4 / 0.15)² → 57
     und = verdict(-0.3, 0.5, 0.1, 0.25, 8)
     assert und["verdict"] == UNDETERMINED and und["seeds_needed"] == 57 and und["moves_less_than"] == 0.5
@@ -80,3 +84,13 @@ def test_one_seed_is_never_a_verdict():
     assert v["verdict"] == UNDETERMINED and v["n_seeds"] == 1 and v["drift_decades"] == pytest.approx(-1.5, abs=0.05)
     assert v["sentence"] == ("undetermined at this resolution over ζ 1–8: one seed, no spread to judge its drift of "
                              f"{v['drift_decades']:+.2f} decades by")
+
+
+def test_a_drift_under_one_grid_step_transfers_and_says_which_way():
+    """The optimum moves 0.15 decades over ζ 1–8 (0.05 per doubling) on a grid of step 0.25, with
+    32 seeds: the CI excludes 0 yet lies inside one step."""
+    runs, _ = parabola_runs(np.random.default_rng(0), -0.05, seeds=32)
+    v = A.drift_verdicts(runs, n_boot=300).iloc[0]
+    assert (v["verdict"], v["direction"]) == (TRANSFERS, "to smaller k") and -0.25 < v["drift_lo"] < v["drift_hi"] < 0
+    assert v["sentence"].startswith("transfers over ζ 1–8: the optimum moves less than one grid step, though "
+                                    "detectably to smaller k (drift -0.1")
