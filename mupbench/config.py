@@ -2,14 +2,18 @@
 
 Every group option under conf/ extends a dataclass registered here (models and datasets bring
 their own ``Config`` next to the code that uses it), so an unknown key or a wrong type fails
-at composition; ``validate`` then checks values that a type cannot express.
+at composition; ``validate`` then checks values that a type cannot express: every key has a rule
+(mupbench.rules; the tables below, and each model's and dataset's ``CHECKS``), then the checks
+across keys, each a ConfigError naming the key to change and how. docs/config-reference.md is
+generated from these rules (python -m mupbench.config_reference).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import math
+import os
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List
@@ -17,20 +21,17 @@ from typing import Any, List
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from mupbench.data import DATASETS
-from mupbench.models import MODELS
+from mupbench import rules as R
+from mupbench.data import CHECKS as DATA_CHECKS
+from mupbench.data import DATASETS, dataset_module
+from mupbench.models import CHECKS as MODEL_CHECKS
+from mupbench.models import MODELS, model_module
 from mupbench.parametrization import ATTN_SCALES, OPTIMIZERS, PARAMETRIZATIONS
+from mupbench.rules import ConfigError  # noqa: F401  (defined in the leaf module rules.py; imported from here by callers)
+from mupbench.sweep.rundirs import run_dirname
 from mupbench.trackers.config import LoggerConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key = key
 
 
 @dataclass
@@ -97,14 +98,11 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # experiment trackers (conf/logger/)
 
 
-def run_dirname(override_dirname: str) -> str:
-    """A run's directory name from its overrides: readable, path-safe, and the same every time."""
-    if not override_dirname:
-        return "base"
-    name = override_dirname.replace("/", "_").replace("+", "")
-    if len(name) > 200:  # filesystems cap names at 255 bytes: keep a readable head and a hash
-        name = f"{name[:150]}...{hashlib.sha1(name.encode()).hexdigest()[:12]}"
-    return name
+def schema_name(group: str, option: str | None = None) -> str:
+    """The ConfigStore name of a group option's schema: a top-level name (no group), so that
+    ``--help`` and shell completion list only the real options; conf/<group>/<option>.yaml
+    extends it with ``- /schema_<group>_<option>@_here_``."""
+    return f"schema_{group}" + (f"_{option}" if option else "")
 
 
 def _register_group(cs: ConfigStore, group: str, registry: dict[str, str]) -> None:
@@ -115,15 +113,15 @@ def _register_group(cs: ConfigStore, group: str, registry: dict[str, str]) -> No
             if e.name != module_path:
                 raise
             continue  # an option whose module is not part of this checkout
-        cs.store(group=group, name=f"{option}_schema", node=module.Config)
+        cs.store(name=schema_name(group, option), node=module.Config)
 
 
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="parametrization", name="schema", node=ParametrizationConfig)
-    cs.store(group="optimizer", name="adam_schema", node=AdamConfig)
-    cs.store(group="optimizer", name="sgd_schema", node=SGDConfig)
+    cs.store(name=schema_name("parametrization"), node=ParametrizationConfig)
+    cs.store(name=schema_name("optimizer", "adam"), node=AdamConfig)
+    cs.store(name=schema_name("optimizer", "sgd"), node=SGDConfig)
     _register_group(cs, "model", MODELS)
     _register_group(cs, "dataset", DATASETS)
 
@@ -133,51 +131,150 @@ if not OmegaConf.has_resolver("run_dirname"):
     OmegaConf.register_new_resolver("run_dirname", run_dirname)
 
 
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(key, message)
+# ---- value rules of every key (docs/config-reference.md is generated from them) ----
+DEVICE = R.Rule("one of auto, cpu, cuda, cuda:N", lambda v: v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v))
+TOP_CHECKS = {
+    "seed": R.integer(ge=0),
+    "name": R.name_text(),
+    "force": R.flag(),
+    "print_params": R.flag(),
+}
+TRAIN_CHECKS = {
+    "steps": R.integer(ge=1),
+    "batch_size": R.integer(ge=1),
+    "eval_every": R.integer(ge=1),
+    "eval_batches": R.integer(ge=1),
+    "device": DEVICE,
+    "dtype": R.one_of("float32", "float64"),
+    "ckpt_every": R.integer(ge=0, hint="0 = no checkpoints"),
+    "log_every_s": R.number(ge=0),
+    "threads": R.integer(ge=0, hint="0 = torch's default"),
+    "compile": R.flag(),
+    "bf16": R.flag(),
+    "tf32": R.flag(),
+    "flush_denormal": R.flag(),
+}
+PARAMETRIZATION_CHECKS = {
+    "name": R.one_of(*PARAMETRIZATIONS, hint="or pick it with the group, parametrization=NAME"),
+    "init_scale": R.number(ge=0, hint="c in the init std c/√fan-in"),
+    "attn_scale": R.one_of(*ATTN_SCALES),
+    "kernel_fan_in": R.flag(),
+}
+IMPLS = ("auto", "fused", "foreach", "for_loop")
+_OPTIMIZER_COMMON = {
+    "name": R.one_of(*OPTIMIZERS, hint="pick the optimizer with the group, optimizer=NAME"),
+    "lr": R.number(gt=0, hint="k, the learning-rate multiplier"),
+    "impl": R.one_of(*IMPLS),
+}
+OPTIMIZER_CHECKS = {
+    "adam": {**_OPTIMIZER_COMMON, "betas": R.list_of(R.number(ge=0, lt=1), length=2), "eps": R.number(gt=0, hint="PyTorch's default is 1e-8")},
+    "sgd": {**_OPTIMIZER_COMMON, "momentum": R.number(ge=0, lt=1)},
+}
+COORD_CHECKS = {
+    "widths": R.list_of(R.number(ge=1), unique=True),
+    "steps": R.list_of(R.integer(ge=0)),
+    "seeds": R.list_of(R.integer(ge=0), unique=True),
+    "parametrizations": R.list_of(R.one_of(*PARAMETRIZATIONS), unique=True),
+    "max_slope": R.number(gt=0),
+    "out": R.optional_path(),
+}
+
+
+def _option_name(cfg: DictConfig, group: str) -> None:
+    """``<group>.name`` must be the group option's own name (its schema's), not another's."""
+    node = cfg[group]
+    schema = OmegaConf.get_type(node)
+    own = getattr(schema, "__dataclass_fields__", {}).get("name")
+    if own is not None and isinstance(own.default, str) and own.default != node.name:
+        raise ConfigError(f"{group}.name", f"{node.name} does not match {group}={own.default}; "
+                                           f"choose the option with the group ({group}=NAME), not {group}.name")
+
+
+TASKS = {"regression": "regression", "classification": "classification", "lm": "language-model"}
+
+
+def _pairing(cfg: DictConfig, model, data) -> None:
+    """The model can take the dataset's inputs; if not, say which datasets (and models) fit."""
+    spec = data.spec(cfg.dataset)
+    if model.accepts(spec):
+        return
+    fits = [d for d in DATASETS if model.accepts((m := dataset_module(d)).spec(m.Config()))]
+    others = [m for m in MODELS if model_module(m).accepts(spec)]
+    raise ConfigError("dataset", f"model={cfg.model.name} takes {model.TAKES}; dataset={cfg.dataset.name} is a {TASKS[spec.task]} dataset "
+                                 f"with inputs of shape {tuple(spec.input_shape)}: use dataset={'|'.join(fits)} "
+                                 f"(or model={'|'.join(others)})")
+
+
+def _coord_widths(cfg: DictConfig, model) -> None:
+    """Every width of a coordinate check must build (integer widths, heads that split them)."""
+    for zeta in cfg.coord.widths:
+        m = cfg.model.copy()
+        m.width_mult = float(zeta)
+        try:
+            model.check(m, dataset_module(cfg.dataset.name).spec(cfg.dataset))
+        except ConfigError as e:
+            raise ConfigError("coord.widths", f"width {zeta:g} cannot be built ({e})") from None
 
 
 def validate(cfg: DictConfig) -> None:
-    """Reject values that would fail or mislead later; one ConfigError naming the key."""
-    zeta = cfg.model.width_mult
-    _check(math.isfinite(zeta) and zeta >= 1, "model.width_mult", f"ζ={zeta:g} must be ≥ 1 (ζ = 1 is the base width)")
-    width = cfg.model.base_width * zeta
-    _check(
-        abs(width - round(width)) < 1e-9,
-        "model.width_mult",
-        f"ζ={zeta:g} gives a non-integer width {width:g} (base {cfg.model.base_width}); pick ζ so that base_width·ζ is an integer",
-    )
-    _check(math.isfinite(cfg.optimizer.lr) and cfg.optimizer.lr > 0, "optimizer.lr", f"k={cfg.optimizer.lr:g} must be > 0")
-    _check(cfg.optimizer.impl in ("auto", "fused", "foreach", "for_loop"), "optimizer.impl", "choose auto, fused, foreach or for_loop")
-    p = cfg.parametrization
-    _check(p.name in PARAMETRIZATIONS, "parametrization.name", f"{p.name!r} is not one of {', '.join(PARAMETRIZATIONS)}")
-    _check(p.attn_scale in ATTN_SCALES, "parametrization.attn_scale", f"{p.attn_scale!r} is not one of {', '.join(ATTN_SCALES)}")
-    _check(p.init_scale >= 0, "parametrization.init_scale", f"c={p.init_scale:g} must be ≥ 0")
-    _check(cfg.optimizer.name in OPTIMIZERS, "optimizer.name", f"{cfg.optimizer.name!r} is not one of {', '.join(OPTIMIZERS)}")
-    _check(
-        p.name in ("sp", "mup") or cfg.optimizer.name == "adam",
-        "optimizer",
-        f"parametrization={p.name} is defined for Adam only; use optimizer=adam",
-    )
-    t = cfg.train
-    for key in ("steps", "batch_size", "eval_every", "eval_batches"):
-        _check(t[key] > 0, f"train.{key}", f"{t[key]} must be > 0")
-    _check(t.ckpt_every >= 0, "train.ckpt_every", f"{t.ckpt_every} must be ≥ 0 (0 = no checkpoints)")
-    _check(t.threads >= 0, "train.threads", f"{t.threads} must be ≥ 0 (0 = torch's default)")
-    _check(t.dtype in ("float32", "float64"), "train.dtype", f"{t.dtype!r}: choose float32 or float64")
-    _check(
-        t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"),
-        "train.device",
-        f"{t.device!r}: choose auto, cpu, cuda or cuda:N",
-    )
+    """Reject values that would fail or mislead later: one ConfigError naming the key to change
+    and how. Each key's own rule first (the tables above, the models' and datasets' ``CHECKS``),
+    then the checks across keys."""
+    for group in ("model", "dataset", "optimizer"):
+        _option_name(cfg, group)
+    R.apply(MODEL_CHECKS, cfg.model, "model.")
+    R.apply(DATA_CHECKS, cfg.dataset, "dataset.")
+    R.apply(_OPTIMIZER_COMMON, cfg.optimizer, "optimizer.")
+    model, data = model_module(cfg.model.name), dataset_module(cfg.dataset.name)
+    R.apply(TOP_CHECKS, cfg, "")
+    R.apply(TRAIN_CHECKS, cfg.train, "train.")
+    R.apply(PARAMETRIZATION_CHECKS, cfg.parametrization, "parametrization.")
+    R.apply(OPTIMIZER_CHECKS[cfg.optimizer.name], cfg.optimizer, "optimizer.")
+    R.apply(model.CHECKS, cfg.model, "model.")
+    R.apply(data.CHECKS, cfg.dataset, "dataset.")
+    if "coord" in cfg:
+        R.apply(COORD_CHECKS, cfg.coord, "coord.")
+    p, t = cfg.parametrization, cfg.train
+    if p.name not in ("sp", "mup") and cfg.optimizer.name != "adam":
+        raise ConfigError("optimizer", f"parametrization={p.name} is defined for Adam only; use optimizer=adam")
     if t.device.startswith("cuda"):
         import torch
 
-        _check(torch.cuda.is_available(), "train.device", f"{t.device} requested but no CUDA GPU is visible; use train.device=auto or cpu")
-    root = cfg.dataset.get("root")
-    if root is not None:
-        _check(Path(root).expanduser().is_dir(), "dataset.root", f"{root} is not a directory; point it at a local copy of the dataset's files")
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", f"{t.device} requested but no CUDA GPU is visible; use train.device=auto or cpu")
+    if hasattr(data, "check"):
+        data.check(cfg.dataset)
+    _pairing(cfg, model, data)
+    model.check(cfg.model, data.spec(cfg.dataset))
+    rows = data.rows(cfg.dataset)
+    if rows is not None and t.batch_size > min(rows):
+        raise ConfigError("train.batch_size", f"{t.batch_size} exceeds the {min(rows)} rows of dataset={cfg.dataset.name}'s "
+                                              f"{'train' if rows[0] <= rows[1] else 'val'} split; use at most {min(rows)}")
+    if "coord" in cfg:
+        _coord_widths(cfg, model)
+
+
+def writable_dir_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be (created and) written as a directory, or None: a parent that is a
+    file, or a directory that refuses a new entry (read-only, immutable, another owner's). It
+    writes and removes one empty probe directory in the deepest existing ancestor."""
+    path = Path(path).expanduser().absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory" if existing != path else f"{path} is a file, not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".mupbench-probe-", dir=existing))
+    except OSError as e:
+        return f"cannot write in {existing} ({e.strerror})"
+    return None
+
+
+def check_writable_dir(path: str | os.PathLike, key: str) -> None:
+    """ConfigError naming ``key`` (e.g. hydra.sweep.dir) unless ``path`` can be written."""
+    if (problem := writable_dir_problem(path)) is not None:
+        raise ConfigError(key, f"{problem}; choose a writable directory with {key}=DIR")
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:

@@ -1,116 +1,342 @@
-"""The real CLI end to end into tmp_path: records, multiruns, divergence, relaunch, bad input."""
+"""The CLI in-process (``main()`` with sys.argv, as the console script calls it): every bad input
+is exit status 2, ONE stderr line ``mupbench: error: <the key to change>: ...`` and nothing written;
+--help lists the real groups; shell completion completes them.
+
+Real subprocess runs: tests/e2e/test_train_entrypoint.py and tests/e2e/test_bad_input_cli.py.
+"""
 
 from __future__ import annotations
 
-import csv
-import json
-import math
+import pickle
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import torch
 
 from conftest import TINY
 
-RECORD_KEYS = {
-    "status", "min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss", "diverged_step",
-    "num_params", "steps_done", "wall_time_s", "steps_per_s", "config", "env", "setup", "model", "dataset",
-    "parametrization", "optimizer", "width_mult", "width", "lr", "seed", "steps",
-}
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """An empty directory the command runs in (runs land in cwd/outputs)."""
+    d = tmp_path / "cwd"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # main() sets it; restored after the test
+    return d
 
 
-def records(root):
-    return {p.parent.name: json.loads(p.read_text()) for p in root.rglob("result.json")}
+def run_main(*args: str, module: str = "mupbench.train") -> int:
+    """``<module>.main()`` on ``args``; its exit status."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    argv = sys.argv
+    sys.argv = [module, *args]
+    try:
+        main()
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = argv
 
 
-def test_single_run_writes_a_valid_record(cli, tmp_path):
-    out = cli(*TINY, "model.width_mult=2", "optimizer.lr=3e-3", "seed=7")
-    assert out.returncode == 0, out.stderr
-    (name, rec), = records(tmp_path / "outputs").items()
-    assert RECORD_KEYS <= rec.keys()
-    assert rec["status"] == "completed" and rec["diverged_step"] is None
-    assert (rec["width_mult"], rec["width"], rec["lr"], rec["seed"]) == (2.0, 32, 3e-3, 7)
-    assert rec["num_params"] == 8 * 32 + 32 + 32 * 32 + 32 + 32 + 1
-    assert rec["steps_done"] == 30 and rec["config"]["optimizer"]["lr"] == 3e-3
-    assert rec["env"]["torch"] and rec["env"]["device"] == "cpu"
-    rows = list(csv.DictReader((tmp_path / "outputs" / "default" / name / "metrics.csv").open()))
-    assert [int(r["step"]) for r in rows] == [0, 10, 20, 30]  # every eval_every, plus after the last update
-    assert rec["min_train_loss"] == min(float(r["train_loss"]) for r in rows)
-    assert rec["min_val_loss"] == min(float(r["val_loss"]) for r in rows)
-    assert rec["final_val_loss"] == float(rows[-1]["val_loss"])
-    assert rec["min_val_loss"] < float(rows[0]["val_loss"])  # it learned something
-    assert str(tmp_path / "outputs" / "default" / name / "result.json") in out.stdout
+def refused(capsys, cwd, *args: str, module: str = "mupbench.train") -> str:
+    """Run a bad command: exit status 2, one stderr line, nothing under cwd; the line."""
+    code = run_main(*args, module=module)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mupbench: error: "), err
+    assert not list(cwd.rglob("*")), f"written although nothing ran: {sorted(map(str, cwd.rglob('*')))}"
+    return lines[0]
 
 
-def test_same_config_same_numbers_and_seed_changes_them(cli, tmp_path):
-    cli(*TINY, "name=a"), cli(*TINY, "name=b"), cli(*TINY, "name=c", "seed=1")
-    a, b, c = (json.loads(next((tmp_path / "outputs" / n).rglob("result.json")).read_text()) for n in "abc")
-    assert a["min_val_loss"] == b["min_val_loss"] and a["final_train_loss"] == b["final_train_loss"]
-    assert a["min_val_loss"] != c["min_val_loss"]
+IMG = ["dataset=synthetic_images"]
+TOK = ["model=transformer", "dataset=synthetic_tokens"]
+NO_CUDA = [] if torch.cuda.is_available() else [("train.device=cuda", "train.device")]
+
+# bad input -> the key the one line must name (first, right after "mupbench: error: ")
+BAD = [
+    ("model.width_mult=0.5", "model.width_mult"),
+    ("model.width_mult=1.03", "model.width_mult"),
+    ("model.width_mult=wide", "model.width_mult"),
+    ("model.width_mult=inf", "model.width_mult"),
+    ("model.widht_mult=2", "model.widht_mult"),
+    ("model=resnet", "model=resnet"),
+    ("model.base_width=0", "model.base_width"),
+    ("model.hidden_layers=-1", "model.hidden_layers"),
+    ("model.hidden_layers=0", "model.hidden_layers"),
+    ("model.name=vgg", "model.name"),
+    ("model=vgg", "dataset"),
+    ("model=vit", "dataset"),
+    ("model=transformer", "dataset"),
+    ("model=mlp dataset=tiny_shakespeare", "dataset"),
+    ("model=mlp dataset=synthetic_tokens", "dataset"),
+    ("model=vit dataset=synthetic_images model.dropout=1.5", "model.dropout"),
+    ("model=vgg dataset=synthetic_images model.dropout=-0.1", "model.dropout"),
+    ("model=vgg dataset=synthetic_images model.dropout=1", "model.dropout"),
+    ("model=vit dataset=synthetic_images model.heads=7", "model.heads"),
+    ("model=vit dataset=synthetic_images model.heads=0", "model.heads"),
+    ("model=vit dataset=synthetic_images model.width_mult=1.125", "model.width_mult"),
+    ("model=vit dataset=synthetic_images model.patch_size=5", "model.patch_size"),
+    ("model=vit dataset=synthetic_images model.patch_size=0", "model.patch_size"),
+    ("model=vit dataset=synthetic_images model.blocks=0", "model.blocks"),
+    ("model=vit dataset=synthetic_images model.mlp_ratio=0", "model.mlp_ratio"),
+    ("model=vit dataset=synthetic_images model.pos_start=2", "model.pos_start"),
+    ("model=transformer dataset=synthetic_tokens model.attn_out_proj=maybe", "model.attn_out_proj"),
+    ("optimizer.lr=0", "optimizer.lr"),
+    ("optimizer.lr=-1e-3", "optimizer.lr"),
+    ("optimizer.lr=nan", "optimizer.lr"),
+    ("optimizer.betas=[0.9]", "optimizer.betas"),
+    ("optimizer.betas=[1.5,0.999]", "optimizer.betas"),
+    ("optimizer.betas=[0.9,1.0]", "optimizer.betas"),
+    ("optimizer.betas=[0.9,0.99,0.999]", "optimizer.betas"),
+    ("optimizer.eps=-1", "optimizer.eps"),
+    ("optimizer.eps=0", "optimizer.eps"),
+    ("optimizer.impl=fast", "optimizer.impl"),
+    ("optimizer=sgd optimizer.momentum=1.5", "optimizer.momentum"),
+    ("optimizer=sgd optimizer.momentum=-0.1", "optimizer.momentum"),
+    ("optimizer=lion", "optimizer=lion"),
+    ("optimizer.name=sgd", "optimizer.name"),
+    ("parametrization=ntk optimizer=sgd", "optimizer"),
+    ("parametrization=mf optimizer=sgd", "optimizer"),
+    ("parametrization=abc", "parametrization=abc"),
+    ("parametrization.name=xp", "parametrization.name"),
+    ("parametrization.init_scale=-1", "parametrization.init_scale"),
+    ("parametrization.attn_scale=huge", "parametrization.attn_scale"),
+    ("parametrization.kernel_fan_in=sometimes", "parametrization.kernel_fan_in"),
+    ("train.steps=0", "train.steps"),
+    ("train.steps=-5", "train.steps"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.batch_size=100000", "train.batch_size"),
+    ("train.eval_every=0", "train.eval_every"),
+    ("train.eval_batches=0", "train.eval_batches"),
+    ("train.device=tpu", "train.device"),
+    ("train.device=cuda:x", "train.device"),
+    *NO_CUDA,
+    ("train.dtype=float16", "train.dtype"),
+    ("train.ckpt_every=-1", "train.ckpt_every"),
+    ("train.log_every_s=-1", "train.log_every_s"),
+    ("train.threads=-2", "train.threads"),
+    ("train.compile=sometimes", "train.compile"),
+    ("seed=-1", "seed"),
+    ("seed=one", "seed"),
+    ("name=a/b", "name"),
+    ("name=", "name"),
+    ("force=perhaps", "force"),
+    ("print_params=maybe", "print_params"),
+    ("dataset.root=/no/such/dir", "dataset.root"),
+    ("dataset.split_seed=-1", "dataset.split_seed"),
+    ("dataset.noise=-1", "dataset.noise"),
+    ("dataset.n_train=0", "dataset.n_train"),
+    ("dataset.features=0", "dataset.features"),
+    ("dataset=synthetic_images dataset.classes=1", "dataset.classes"),
+    ("model=transformer dataset=synthetic_tokens dataset.vocab=1", "dataset.vocab"),
+    ("model=transformer dataset=synthetic_tokens dataset.n_val=10", "dataset.n_val"),
+    ("model=transformer dataset=synthetic_tokens dataset.sharpness=-1", "dataset.sharpness"),
+    ("model=transformer dataset=synthetic_tokens dataset.context=0", "dataset.context"),
+    ("model=transformer dataset=tiny_shakespeare dataset.context=0", "dataset.context"),
+    ("model=transformer dataset=tiny_shakespeare dataset.context=30000", "dataset.context"),
+    ("dataset=cifar10 dataset.verify=sure", "dataset.verify"),
+    ("dataset.standardize=true", "dataset.standardize"),  # not a key of dataset=synthetic
+    ("dataset=nope", "dataset=nope"),
+]
 
 
-def test_multirun_of_four_points_then_relaunch_skips(cli, tmp_path):
-    args = ["-m", *TINY, "model.width_mult=1,2", "seed=0,1", "name=sweep"]
-    out = cli(*args)
-    assert out.returncode == 0, out.stderr
-    recs = records(tmp_path / "outputs" / "sweep")
-    assert len(recs) == 4 and all(r["status"] == "completed" for r in recs.values())
-    assert {(r["width_mult"], r["seed"]) for r in recs.values()} == {(1.0, 0), (1.0, 1), (2.0, 0), (2.0, 1)}
-    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "outputs").rglob("result.json")}
-    again = cli(*args)
-    assert again.returncode == 0 and again.stdout.count("skipped (already completed)") == 4
-    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
-    forced = cli(*args, "force=true")
-    assert forced.returncode == 0 and "skipped" not in forced.stdout
+@pytest.mark.parametrize("override, key", BAD, ids=[o for o, _ in BAD])
+def test_bad_value_is_one_line_naming_the_key(capsys, cwd, override, key):
+    line = refused(capsys, cwd, *TINY, *override.split())
+    assert line.startswith(f"mupbench: error: {key}: ") or line.startswith(f"mupbench: error: {key} "), line
 
 
-def test_huge_lr_is_recorded_as_diverged_with_exit_zero(cli, tmp_path):
-    out = cli(*TINY, "optimizer=sgd", "optimizer.lr=1e4", "train.eval_every=5")
-    assert out.returncode == 0, out.stderr
-    (rec,) = records(tmp_path / "outputs").values()
-    assert rec["status"] == "diverged"
-    assert isinstance(rec["diverged_step"], int) and 0 < rec["diverged_step"] < 30
-    assert rec["steps_done"] == rec["diverged_step"]
-    assert math.isfinite(rec["min_train_loss"])  # the minimum is over the finite evaluations before it
+def test_issue_cases_say_what_to_do(capsys, cwd):
+    assert "pick heads that divide model.base_width" in refused(capsys, cwd, *TINY, *IMG, "model=vit", "model.heads=7")
+    line = refused(capsys, cwd, *TINY, "model=mlp", "dataset=tiny_shakespeare")
+    assert "use dataset=synthetic|california_housing|cifar10|synthetic_images (or model=transformer)" in line
+    assert "use dataset=cifar10|synthetic_images (or model=mlp)" in refused(capsys, cwd, *TINY, "model=vgg")
+    assert "1 - p" in refused(capsys, cwd, *TINY, *IMG, "model=vit", "model.dropout=1.5")
 
 
-BAD = {
-    "model.width_mult=0.5": "model.width_mult",
-    "model.width_mult=1.03": "model.width_mult",
-    "optimizer.lr=0": "optimizer.lr",
-    "optimizer.lr=-1e-3": "optimizer.lr",
-    "train.steps=0": "train.steps",
-    "train.batch_size=0": "train.batch_size",
-    "model.widht_mult=2": "model.widht_mult",
-    "model.width_mult=wide": "model.width_mult",
-    "model=resnet": "model=resnet",
-    "optimizer=lion": "optimizer=lion",
-    "dataset.root=/no/such/dir": "dataset.root",
-    "parametrization=ntk optimizer=sgd": "optimizer",
-}
+BAD_MULTIRUN = [
+    ("optimizer.lr=1e-3,0", "optimizer.lr"),
+    ("model.width_mult=1,2,0.5 seed=0,1", "model.width_mult"),
+    ("optimizer.betas=[0.9,0.999],[0.9]", "optimizer.betas"),
+    ("model=mlp,vgg", "dataset"),
+]
 
 
-@pytest.mark.parametrize("override", BAD)
-def test_bad_config_one_line_error_and_nothing_written(cli, tmp_path, override):
-    out = cli(*TINY, *override.split())
-    assert out.returncode != 0
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("mupbench: error: ") and BAD[override] in lines[0]
-    assert not list(tmp_path.rglob("result.json"))
+@pytest.mark.parametrize("overrides, key", BAD_MULTIRUN, ids=[o for o, _ in BAD_MULTIRUN])
+def test_bad_point_of_a_multirun_is_refused_before_any_run(capsys, cwd, overrides, key):
+    """One line per distinct problem (here: one); no point was run, no sweep dir is left."""
+    assert f"mupbench: error: {key}: " in refused(capsys, cwd, "-m", *TINY, *overrides.split())
 
 
-def test_bad_point_in_a_multirun_fails_loudly(cli, tmp_path):
-    out = cli("-m", *TINY, "optimizer.lr=1e-3,0")
-    assert out.returncode != 0 and "optimizer.lr" in out.stderr
+BAD_COORD = [
+    ("coord.widths=[0.5,1]", "coord.widths"),
+    ("coord.widths=[]", "coord.widths"),
+    ("coord.widths=[1,1.03]", "coord.widths"),
+    ("coord.widths=[1,1]", "coord.widths"),
+    ("coord.steps=[-1,3]", "coord.steps"),
+    ("coord.seeds=[0,0]", "coord.seeds"),
+    ("coord.parametrizations=[sp,xp]", "coord.parametrizations"),
+    ("coord.max_slope=0", "coord.max_slope"),
+    ("coord.out=''", "coord.out"),
+]
 
 
-def test_help_and_cfg_job(cli):
-    help_ = cli("--help")
-    assert help_.returncode == 0 and "model: mlp" in help_.stdout and "parametrization" in help_.stdout
-    job = cli("--cfg", "job", "model.width_mult=8")
-    assert job.returncode == 0 and "width_mult: 8" in job.stdout
+@pytest.mark.parametrize("override, key", BAD_COORD, ids=[o for o, _ in BAD_COORD])
+def test_bad_coord_check_value(capsys, cwd, override, key):
+    line = refused(capsys, cwd, "dataset=synthetic", "train.device=cpu", override, module="mupbench.coord_check")
+    assert line.startswith(f"mupbench: error: {key}: "), line
 
 
-def test_console_script_is_installed():
-    import shutil
+# ---- a local copy that is not the dataset (dataset.verify=false): one DataError line ----
 
-    assert shutil.which("mupbench-train"), "pip install -e . installs the mupbench-train command"
+def test_altered_california_file_unverified(capsys, cwd, tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "cal_housing.data").write_text("\n".join(["1,2,3,4,5,6,7,8"] * 5000))  # a column short
+    line = refused(capsys, cwd, *TINY, "dataset=california_housing", f"dataset.root={root}", "dataset.verify=false")
+    assert "has 8 columns" in line and "dataset.verify=true" in line
+
+
+def test_truncated_cifar_pickle_unverified(capsys, cwd, tmp_path):
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    good = pickle.dumps({b"data": np.zeros((10, 3072), np.uint8), b"labels": [0] * 10}, protocol=4)
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"):
+        (folder / name).write_bytes(good[:100])
+    line = refused(capsys, cwd, *TINY, "dataset=cifar10", f"dataset.root={folder.parent}", "dataset.verify=false")
+    assert "data_batch_1 is not a CIFAR-10 batch" in line and "dataset.verify=true" in line
+
+
+def test_missing_dataset_files_name_the_root(capsys, cwd, tmp_path):
+    line = refused(capsys, cwd, *TINY, "dataset=cifar10", f"dataset.root={tmp_path}")
+    assert "not found; dataset.root must hold cifar-10-batches-py/" in line
+
+
+# ---- directories Hydra cannot create or write ----
+
+def test_run_dir_under_a_regular_file(capsys, cwd, tmp_path):
+    (tmp_path / "file").write_text("x")
+    line = refused(capsys, cwd, *TINY, f"hydra.run.dir={tmp_path}/file/run")
+    assert line.startswith("mupbench: error: hydra.run.dir: cannot write ") and "Not a directory" in line
+
+
+def test_sweep_dir_under_a_regular_file(capsys, cwd, tmp_path):
+    (tmp_path / "file").write_text("x")
+    line = refused(capsys, cwd, "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path}/file/sweep")
+    assert line.startswith("mupbench: error: hydra.sweep.dir: cannot write ") and "choose a writable directory" in line
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    d = tmp_path / "immutable"
+    d.mkdir()
+    if subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here (needs root and a filesystem that supports it)")
+    yield d
+    subprocess.run(["chattr", "-i", str(d)], check=True)
+
+
+def test_run_dir_in_an_immutable_dir(capsys, cwd, immutable):
+    line = refused(capsys, cwd, *TINY, f"hydra.run.dir={immutable}/run")
+    assert line.startswith("mupbench: error: hydra.run.dir: cannot write ") and "Operation not permitted" in line
+
+
+def test_sweep_dir_in_an_immutable_dir(capsys, cwd, immutable):
+    line = refused(capsys, cwd, "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={immutable}/sweep")
+    assert line.startswith("mupbench: error: hydra.sweep.dir: cannot write ")
+
+
+def test_multirun_with_cfg_says_to_drop_m(capsys, cwd):
+    line = refused(capsys, cwd, "-m", "hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher")
+    assert "drop -m" in line and "mupbench-train hydra/launcher=slurm --cfg hydra -p hydra.launcher" in line
+
+
+def test_documented_launcher_profile_command_works(capsys, cwd):
+    assert run_main("hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher") == 0
+    assert "SlurmLauncher" in capsys.readouterr().out and not list(cwd.rglob("*"))
+
+
+def test_print_params_leaves_nothing(capsys, cwd):
+    assert run_main(*TINY, "print_params=true") == 0
+    assert "parameters" in capsys.readouterr().out and not list(cwd.rglob("*"))
+
+
+# ---- nothing is removed that an earlier run wrote ----
+
+def test_refusal_keeps_an_earlier_runs_dir(capsys, cwd):
+    run_dir = cwd / "kept"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "result.json").write_text("{}")
+    assert run_main(*TINY, "optimizer.eps=-1", f"hydra.run.dir={run_dir}") == 2
+    assert (run_dir / "result.json").read_text() == "{}"
+    capsys.readouterr()
+
+
+def test_refusal_keeps_an_earlier_log(capsys, cwd):
+    run_dir = cwd / "kept"
+    run_dir.mkdir()
+    (run_dir / "train.log").write_text("an earlier attempt\n")
+    assert run_main(*TINY, "optimizer.eps=-1", f"hydra.run.dir={run_dir}") == 2
+    assert (run_dir / "train.log").read_text().startswith("an earlier attempt")
+    capsys.readouterr()
+
+
+# ---- --help, --hydra-help, shell completion ----
+
+def test_help_lists_real_groups_one_line_each(capsys, cwd):
+    assert run_main("--help") == 0
+    out = capsys.readouterr().out
+    groups = out.split("== Config groups")[1].split("== Config (")[0]
+    assert "schema" not in groups
+    for group, options in {"model": "mlp*, transformer, vgg, vit", "parametrization": "mf, mup*, ntk, sp",
+                           "optimizer": "adam*, sgd", "hydra/launcher": "basic*, batched"}.items():
+        assert f"  {group} " in groups and options in groups
+    assert "+experiment" in groups and "hydra/help" not in groups
+    assert "width_mult: 1.0" in out.split("== Config (")[1]  # the composed config follows
+    assert not list(cwd.rglob("*"))
+
+
+def test_help_marks_the_chosen_options(capsys, cwd):
+    assert run_main("--help", "model=vgg", "dataset=cifar10") == 0
+    out = capsys.readouterr().out
+    assert "mlp, transformer, vgg*, vit" in out and "cifar10*" in out
+
+
+def test_coord_check_help(capsys, cwd):
+    assert run_main("--help", module="mupbench.coord_check") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("python -m mupbench.coord_check: the coordinate check") and "california_housing*" in out
+    assert "  logger " not in out  # a group coord_check does not compose
+
+
+def test_hydra_help_is_hydras(capsys, cwd):
+    assert run_main("--hydra-help") == 0
+    out = capsys.readouterr().out
+    assert "Hydra (" in out and "--shell-completion" in out and "== Flags ==" in out
+
+
+@pytest.mark.parametrize("line, expect", [
+    ("mupbench-train model=", {"model=mlp", "model=transformer", "model=vgg", "model=vit"}),
+    ("mupbench-train dataset=synthetic_", {"dataset=synthetic_images", "dataset=synthetic_tokens"}),
+    ("mupbench-train parametrization=", {"parametrization=mf", "parametrization=mup", "parametrization=ntk", "parametrization=sp"}),
+    ("mupbench-train +experiment=vgg", {"+experiment=vgg_cifar10", "+experiment=vgg_cifar10_quick"}),
+    ("mupbench-train mod", {"model=", "model."}),
+])
+def test_shell_completion_completes_groups(capsys, cwd, monkeypatch, line, expect):
+    monkeypatch.setenv("COMP_LINE", line)
+    monkeypatch.setenv("COMP_POINT", str(len(line)))
+    assert run_main("-sc", "query=bash") == 0
+    assert set(capsys.readouterr().out.split()) == expect
+
+
+def test_shell_completion_install_script(capsys, cwd):
+    assert run_main("--shell-completion", "install=bash") == 0
+    assert "complete -o nospace -o default -F hydra_bash_completion" in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """Datasets as tensors on the device, and the samplers that draw training batches from them.
 
-Every dataset module exposes a config dataclass (its Hydra schema) and
-``load(cfg, device) -> Splits``. ``DATASETS`` maps the config group option to the module.
+Every dataset module exposes a config dataclass (its Hydra schema), the rules of its fields
+(``CHECKS``), ``spec(cfg) -> DataSpec`` and ``rows(cfg) -> (train, val) | None`` (cheap: no file is
+read, so validation can pair model and data before any work) and ``load(cfg, device) -> Splits``. ``DATASETS`` maps the config group option to the module.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any, Optional
 
 import torch
 from omegaconf import MISSING
+
+from mupbench.rules import integer, one_of, optional_dir
 
 # group option -> module (imported on first use, so optional dependencies stay optional)
 DATASETS = {
@@ -31,6 +34,14 @@ class DatasetConfig:
     name: str = MISSING
     root: Optional[str] = None  # a local copy of the files; None = the download cache
     split_seed: int = 0  # fixes the train/val/test split, the same for every run of a sweep
+
+
+# the rules of DatasetConfig's fields (each dataset module extends them as its own ``CHECKS``)
+CHECKS = {
+    "name": one_of(*DATASETS, hint="pick the dataset with the group, dataset=NAME"),
+    "root": optional_dir(hint="point dataset.root at a local copy of the dataset's files, or leave it null to download"),
+    "split_seed": integer(ge=0),
+}
 
 
 class DataError(ValueError):
@@ -65,6 +76,11 @@ def dataset_module(name: str):
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
     return importlib.import_module(DATASETS[name])
+
+
+def dataset_spec(cfg) -> DataSpec:
+    """The task, input shape and outputs of the dataset ``cfg`` describes, without loading it."""
+    return dataset_module(cfg.name).spec(cfg)
 
 
 def load_splits(cfg, device: torch.device) -> Splits:

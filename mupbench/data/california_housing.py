@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mupbench.rules import flag
+from mupbench.data import CHECKS as DATA_CHECKS
 from mupbench.data import DataError, DatasetConfig, DataSpec, Splits
 from mupbench.data.download import cache_dir, check_file, digest, extract, fetch
 
@@ -29,6 +31,18 @@ class Config(DatasetConfig):
     name: str = "california_housing"
     standardize: bool = False  # features to zero mean / unit std with train statistics; the paper uses raw
     verify: bool = True  # check a local copy's sha256; false = use a modified file anyway (logged)
+
+
+CHECKS = {**DATA_CHECKS, "standardize": flag(), "verify": flag()}
+ROWS = 20_640
+
+
+def spec(cfg) -> DataSpec:
+    return DataSpec("regression", (len(FEATURES),), 1)
+
+
+def rows(cfg) -> tuple[int, int] | None:
+    return (ROWS - N_VAL - N_TEST, N_VAL) if cfg.verify else None  # an unverified copy may differ
 
 
 def derive(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,9 +69,24 @@ def _source(cfg) -> tuple[Path, bool]:
     return path, True
 
 
+def _read(path: Path) -> np.ndarray:
+    """The 9 raw columns of ``path``; anything else (an altered, truncated or other file) is a DataError."""
+    fix = "use an unmodified copy (dataset.verify=true checks it)"
+    try:
+        raw = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise DataError(f"{path} is not a {FILE} of comma-separated numbers ({reason}); {fix}") from None
+    if raw.shape[1] != 9:
+        raise DataError(f"{path} has {raw.shape[1]} columns, {FILE} has 9; {fix}")
+    if not np.isfinite(raw).all() or (raw[:, 6] <= 0).any():
+        raise DataError(f"{path} holds non-finite values or households ≤ 0; {fix}")
+    return raw
+
+
 def load(cfg, device: torch.device) -> Splits:
     path, verified = _source(cfg)
-    x, y = derive(np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2))
+    x, y = derive(_read(path))
     n = len(x)
     if n <= N_VAL + N_TEST:
         raise DataError(f"{path} has {n} rows, too few for {N_VAL} val + {N_TEST} test rows")
@@ -71,4 +100,4 @@ def load(cfg, device: torch.device) -> Splits:
     info = {"source": str(path), "sha256": FILE_SHA256 if verified else None, "verified": verified,
             "rows": n, "sizes": {"train": len(parts[0]), "val": N_VAL, "test": N_TEST},
             "features": list(FEATURES), "standardize": cfg.standardize}
-    return Splits(DataSpec("regression", (len(FEATURES),), 1), train, val, test, info)
+    return Splits(spec(cfg), train, val, test, info)

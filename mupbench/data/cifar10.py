@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mupbench.rules import flag
+from mupbench.data import CHECKS as DATA_CHECKS
 from mupbench.data import DataError, DatasetConfig, DataSpec, Splits
 from mupbench.data.download import cache_dir, check_file, digest, extract, fetch
 
@@ -40,6 +42,17 @@ class Config(DatasetConfig):
     name: str = "cifar10"
     normalize: bool = False  # per-channel mean/std from the train split; the paper feeds raw 0-255
     verify: bool = True  # md5 of every local file before unpickling; false = explicit opt-out (logged)
+
+
+CHECKS = {**DATA_CHECKS, "normalize": flag(), "verify": flag()}
+
+
+def spec(cfg) -> DataSpec:
+    return DataSpec("classification", (3, 32, 32), len(CLASSES))
+
+
+def rows(cfg) -> tuple[int, int] | None:
+    return (40_000, 10_000) if cfg.verify else None  # an unverified copy (a subset) may be smaller
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -95,10 +108,15 @@ def _files(cfg) -> tuple[Path, bool]:
 
 
 def _batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    d = _unpickle(path)
-    x, y = np.asarray(d[b"data"], dtype=np.uint8), np.asarray(d[b"labels"], dtype=np.int64)
-    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(y) != len(x) or y.min() < 0 or y.max() >= len(CLASSES):
-        raise DataError(f"{path} is not a CIFAR-10 batch (data {x.shape}, {len(y)} labels)")
+    fix = "use an unmodified copy (dataset.verify=true checks every file's md5)"
+    try:
+        d = _unpickle(path)
+        x, y = np.asarray(d[b"data"], dtype=np.uint8), np.asarray(d[b"labels"], dtype=np.int64)
+    except Exception as e:  # truncated, altered, or not a pickle at all: nothing was run (see _ArrayUnpickler)
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        raise DataError(f"{path} is not a CIFAR-10 batch ({reason}); {fix}") from None
+    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(y) != len(x) or len(y) == 0 or y.min() < 0 or y.max() >= len(CLASSES):
+        raise DataError(f"{path} is not a CIFAR-10 batch (data {x.shape}, {len(y)} labels); {fix}")
     return x.reshape(-1, 3, 32, 32), y
 
 
@@ -121,4 +139,4 @@ def load(cfg, device: torch.device) -> Splits:
     info = {"source": str(folder), "md5": dict(MANIFEST) if verified else None,
             "verified": verified, "sizes": {"train": n - n_val, "val": n_val, "test": len(test_x)},
             "classes": list(CLASSES), "normalize": cfg.normalize}
-    return Splits(DataSpec("classification", (3, 32, 32), len(CLASSES)), *parts, info)
+    return Splits(spec(cfg), *parts, info)

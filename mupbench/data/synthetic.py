@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mupbench.rules import integer, number
+from mupbench.data import CHECKS as DATA_CHECKS
 from mupbench.data import DatasetConfig, DataSpec, Splits
 
 
@@ -18,6 +20,18 @@ class Config(DatasetConfig):
     n_val: int = 512
     n_test: int = 512
     noise: float = 0.1  # std of the label noise: the best achievable MSE is noise²
+
+
+CHECKS = {**DATA_CHECKS, "features": integer(ge=1), "n_train": integer(ge=1), "n_val": integer(ge=1),
+          "n_test": integer(ge=1), "noise": number(ge=0)}
+
+
+def spec(cfg) -> DataSpec:
+    return DataSpec("regression", (cfg.features,), 1)
+
+
+def rows(cfg) -> tuple[int, int]:
+    return cfg.n_train, cfg.n_val
 
 
 def load(cfg: Config, device: torch.device) -> Splits:

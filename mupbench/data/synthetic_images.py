@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mupbench.rules import integer, number
+from mupbench.data import CHECKS as DATA_CHECKS
 from mupbench.data import DatasetConfig, DataSpec, Splits
 
 
@@ -24,6 +26,18 @@ class Config(DatasetConfig):
     n_test: int = 512
     classes: int = 10
     noise: float = 4.0  # clutter std / template std: larger is harder (4: ~78% val accuracy for nearest class mean)
+
+
+CHECKS = {**DATA_CHECKS, "n_train": integer(ge=1), "n_val": integer(ge=1), "n_test": integer(ge=1),
+          "classes": integer(ge=2), "noise": number(ge=0)}
+
+
+def spec(cfg) -> DataSpec:
+    return DataSpec("classification", (3, 32, 32), cfg.classes)
+
+
+def rows(cfg) -> tuple[int, int]:
+    return cfg.n_train, cfg.n_val
 
 
 def _smooth(n: int, res: int, g: torch.Generator) -> torch.Tensor:
@@ -42,4 +56,4 @@ def load(cfg, device: torch.device) -> Splits:
     a, b = cfg.n_train, cfg.n_train + cfg.n_val
     info = {"source": "generated in code (mupbench.data.synthetic_images)",
             "sizes": {"train": a, "val": b - a, "test": n - b}, "noise": cfg.noise}
-    return Splits(DataSpec("classification", (3, 32, 32), cfg.classes), (x[:a], y[:a]), (x[a:b], y[a:b]), (x[b:], y[b:]), info)
+    return Splits(spec(cfg), (x[:a], y[:a]), (x[a:b], y[a:b]), (x[b:], y[b:]), info)

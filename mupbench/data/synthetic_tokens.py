@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mupbench.rules import ConfigError, integer, number
+from mupbench.data import CHECKS as DATA_CHECKS
 from mupbench.data import DatasetConfig, DataSpec, Splits
 
 
@@ -24,6 +26,26 @@ class Config(DatasetConfig):
     n_val: int = 5_000
     n_test: int = 5_000
     sharpness: float = 3.0  # scale of the transition logits: 0 = uniform; 3 with vocab 64: 1.77 nats vs ln 64 = 4.16
+
+
+CHECKS = {**DATA_CHECKS, "vocab": integer(ge=2), "context": integer(ge=1), "n_train": integer(ge=1),
+          "n_val": integer(ge=1), "n_test": integer(ge=1), "sharpness": number(ge=0)}
+
+
+def spec(cfg) -> DataSpec:
+    return DataSpec("lm", (cfg.context,), cfg.vocab)
+
+
+def rows(cfg) -> None:
+    return None  # windows are drawn at random offsets: any batch size fits
+
+
+def check(cfg) -> None:
+    """Every split must hold more tokens than one window."""
+    for split in ("n_train", "n_val", "n_test"):
+        if cfg[split] <= cfg.context:
+            raise ConfigError(f"dataset.{split}", f"{cfg[split]} tokens do not fill one window of dataset.context={cfg.context} "
+                                                  f"(+1 for the target); use more than {cfg.context}")
 
 
 def transitions(vocab: int, sharpness: float, g: torch.Generator) -> torch.Tensor:
@@ -65,4 +87,4 @@ def load(cfg, device: torch.device) -> Splits:
     a, b = cfg.n_train, cfg.n_train + cfg.n_val
     info = {"source": "generated in code (mupbench.data.synthetic_tokens)",
             "sizes": {"train": a, "val": cfg.n_val, "test": cfg.n_test}, "entropy_rate": entropy_rate(p)}
-    return Splits(DataSpec("lm", (cfg.context,), cfg.vocab), (ids[:a],), (ids[a:b],), (ids[b:],), info)
+    return Splits(spec(cfg), (ids[:a],), (ids[a:b],), (ids[b:],), info)

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mupbench.rules import flag, integer
+from mupbench.data import CHECKS as DATA_CHECKS
 from mupbench.data import DataError, DatasetConfig, DataSpec, Splits
 from mupbench.data.download import cache_dir, check_file, digest, fetch
 from mupbench.fileio import atomic_write
@@ -29,6 +31,18 @@ class Config(DatasetConfig):
     name: str = "tiny_shakespeare"
     context: int = 128  # tokens per training window
     verify: bool = True  # check a local copy's sha256; false = use another text anyway (logged)
+
+
+CHECKS = {**DATA_CHECKS, "context": integer(ge=1, lt=N_VAL, hint="the val and test splits hold 25,000 tokens"),
+          "verify": flag()}
+
+
+def spec(cfg) -> DataSpec:
+    return DataSpec("lm", (cfg.context,), VOCAB)
+
+
+def rows(cfg) -> None:
+    return None  # windows are drawn at random offsets: any batch size fits
 
 
 def _text(cfg) -> tuple[Path, str]:
@@ -63,8 +77,16 @@ def token_ids(path: Path, sha256: str) -> tuple[np.ndarray, Path]:
     """The ids of the text at ``path`` (whose sha256 is given), from the cache or tokenized once and cached."""
     cached = cache_dir("tiny_shakespeare") / f"{sha256}.{ENCODING}.npy"
     if cached.is_file():
-        return np.load(cached), cached
-    ids = tokenize(path.read_text(encoding="utf-8"))
+        try:
+            return np.load(cached), cached
+        except (ValueError, OSError, EOFError):  # a damaged cache file: tokenize again, replacing it
+            pass
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); use an unmodified copy "
+                        f"(dataset.verify=true checks it)") from None
+    ids = tokenize(text)
     with atomic_write(cached) as f:
         np.save(f, ids)
     return ids, cached
@@ -81,4 +103,4 @@ def load(cfg, device: torch.device) -> Splits:
     info = {"source": str(path), "sha256": sha256, "verified": cfg.root is None or cfg.verify,
             "encoding": ENCODING, "tokens": n, "token_cache": str(cached),
             "sizes": {"train": len(train), "val": N_VAL, "test": N_TEST}}
-    return Splits(DataSpec("lm", (cfg.context,), VOCAB), (train,), (val,), (test,), info)
+    return Splits(spec(cfg), (train,), (val,), (test,), info)

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mupbench.rules import ConfigError, flag, integer, one_of, probability
+from mupbench.models import CHECKS as MODEL_CHECKS
 from mupbench.models import ModelConfig, scaled
 
 
@@ -29,15 +31,36 @@ class TransformerConfig(ModelConfig):
     pos_start: int = 1  # first position and frequency index of the sinusoids: 1 = the paper's code, 0 = Vaswani et al.
 
 
+TRANSFORMER_CHECKS = {
+    **MODEL_CHECKS,
+    "blocks": integer(ge=1),
+    "heads": integer(ge=1, hint="the heads split d = base_width·ζ evenly at every width"),
+    "mlp_ratio": integer(ge=1),
+    "dropout": probability(),
+    "attn_out_proj": flag(),
+    "pos_start": one_of(0, 1, hint="1 = the paper's code, 0 = Vaswani et al."),
+}
+
+
 def model_width(cfg) -> int:
-    """d = base_width · ζ, which the heads must split evenly."""
+    """d = base_width · ζ, which the heads must split evenly (at ζ = 1 too)."""
     d = scaled(cfg.base_width, cfg.width_mult)
+    if cfg.heads < 1 or cfg.base_width % cfg.heads:
+        raise ConfigError(
+            "model.heads", f"{cfg.heads} heads cannot split the base width {cfg.base_width}; pick heads that divide model.base_width"
+        )
     if d % cfg.heads:
-        raise ValueError(
-            f"model.width_mult={cfg.width_mult:g} gives d={d}, which {cfg.heads} heads cannot split; "
-            f"pick a width_mult that makes d a multiple of model.heads"
+        raise ConfigError(
+            "model.width_mult",
+            f"ζ={cfg.width_mult:g} gives d={d}, which {cfg.heads} heads cannot split; "
+            f"pick a width_mult that makes d a multiple of model.heads",
         )
     return d
+
+
+def check(cfg, spec) -> None:
+    """The ViT's and the Transformer's cross-key checks: the heads split the width."""
+    model_width(cfg)
 
 
 def sinusoids(n: int, d: int, start: int = 1, device=None, dtype=None) -> torch.Tensor:
@@ -99,9 +122,11 @@ class Block(nn.Module):
 
 
 def check_task(spec, task: str, ndim: int, model: str) -> None:
-    """A model paired with the wrong dataset fails here, with names, not deep inside a forward."""
+    """A model paired with the wrong dataset fails here, with names, not deep inside a forward
+    (config validation says it first, naming the datasets that fit)."""
     if spec.task != task or len(spec.input_shape) != ndim:
-        raise ValueError(
+        raise ConfigError(
+            "dataset",
             f"model {model} needs a {task} dataset with {ndim}-d inputs, "
             f"got task={spec.task!r} with input_shape={tuple(spec.input_shape)}"
         )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from mupbench.rules import integer
+from mupbench.models import CHECKS as MODEL_CHECKS
 from mupbench.models import ModelConfig, scaled
 
 
@@ -15,6 +17,18 @@ class Config(ModelConfig):
     name: str = "mlp"
     base_width: int = 16
     hidden_layers: int = 2  # Linear layers of width 16ζ; the paper's MLP has two
+
+
+CHECKS = {**MODEL_CHECKS, "hidden_layers": integer(ge=1, hint="the paper's MLP has 2; 0 would be a linear model")}
+TAKES = "feature vectors or images (a regression or classification dataset)"
+
+
+def accepts(spec) -> bool:
+    return spec.task in ("regression", "classification")
+
+
+def check(cfg, spec) -> None:
+    scaled(cfg.base_width, cfg.width_mult)
 
 
 def build(cfg: Config, spec, attn_scale: float | None = None) -> nn.Sequential:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from mupbench.models.layers import Block, TransformerConfig, check_task, model_width, sinusoids
+from mupbench.models.layers import TRANSFORMER_CHECKS, Block, TransformerConfig, check_task, model_width, sinusoids
 
 
 @dataclass
@@ -22,6 +22,18 @@ class Config(TransformerConfig):
     base_width: int = 32  # d at ζ = 1
     mlp_ratio: int = 4
     dropout: float = 0.0
+
+
+CHECKS = TRANSFORMER_CHECKS
+TAKES = "token windows (a language-model dataset)"
+
+
+def accepts(spec) -> bool:
+    return spec.task == "lm" and len(spec.input_shape) == 1
+
+
+def check(cfg, spec) -> None:
+    model_width(cfg)
 
 
 class TransformerLM(nn.Module):

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mupbench.rules import ConfigError, probability
+from mupbench.models import CHECKS as MODEL_CHECKS
 from mupbench.models import ModelConfig, scaled
 from mupbench.models.layers import check_task
 
@@ -25,6 +27,22 @@ class Config(ModelConfig):
     name: str = "vgg"
     base_width: int = 4  # first conv's channels at ζ = 1
     dropout: float = 0.5  # in the head, after each hidden linear's ReLU
+
+
+CHECKS = {**MODEL_CHECKS, "dropout": probability()}
+TAKES = "C×H×W images (a classification dataset)"
+
+
+def accepts(spec) -> bool:
+    return spec.task == "classification" and len(spec.input_shape) == 3
+
+
+def check(cfg, spec) -> None:
+    scaled(cfg.base_width, cfg.width_mult)
+    pooled = 2 ** len(STAGES)
+    if min(spec.input_shape[1:]) < pooled:
+        raise ConfigError("dataset", f"vgg pools {len(STAGES)} times: images of {spec.input_shape[1]}×{spec.input_shape[2]} "
+                                     f"are smaller than {pooled}×{pooled}")
 
 
 class VGG(nn.Module):

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from mupbench.models.layers import Block, TransformerConfig, check_task, model_width, sinusoids
+from mupbench.rules import ConfigError, integer
+from mupbench.models.layers import TRANSFORMER_CHECKS, Block, TransformerConfig, check_task, model_width, sinusoids
 
 
 @dataclass
@@ -21,6 +22,21 @@ class Config(TransformerConfig):
     patch_size: int = 4
     mlp_ratio: int = 1
     dropout: float = 0.1
+
+
+CHECKS = {**TRANSFORMER_CHECKS, "patch_size": integer(ge=1, hint="the patches must tile the image")}
+TAKES = "C×H×W images (a classification dataset)"
+
+
+def accepts(spec) -> bool:
+    return spec.task == "classification" and len(spec.input_shape) == 3
+
+
+def check(cfg, spec) -> None:
+    model_width(cfg)
+    _, height, width = spec.input_shape
+    if height % cfg.patch_size or width % cfg.patch_size:
+        raise ConfigError("model.patch_size", f"{cfg.patch_size} does not tile {height}×{width} images; pick a divisor of both")
 
 
 class ViT(nn.Module):

@@ -9,11 +9,12 @@ from mupbench.config import compose
 from mupbench.data import dataset_module, load_splits
 
 MINE = ["california_housing", "cifar10", "tiny_shakespeare", "synthetic_images", "synthetic_tokens"]
+MODEL = {"tiny_shakespeare": "model=transformer", "synthetic_tokens": "model=transformer"}  # the default MLP takes no tokens
 
 
 @pytest.mark.parametrize("name", MINE)
 def test_yaml_matches_the_schema(name):
-    cfg = compose([f"dataset={name}"]).dataset
+    cfg = compose([f"dataset={name}", MODEL.get(name, "model=mlp")]).dataset
     typed = OmegaConf.to_object(cfg)
     schema = dataset_module(name).Config
     assert type(typed) is schema and typed == schema()  # the YAML restates the defaults, nothing else
@@ -28,6 +29,6 @@ def test_typos_are_rejected(name):
 
 
 def test_composed_config_loads():
-    cfg = compose(["dataset=synthetic_tokens", "dataset.n_train=2000", "dataset.vocab=16"]).dataset
+    cfg = compose(["dataset=synthetic_tokens", "model=transformer", "dataset.n_train=2000", "dataset.vocab=16"]).dataset
     splits = load_splits(cfg, torch.device("cpu"))
     assert splits.spec.num_outputs == 16 and len(splits.train[0]) == 2000
