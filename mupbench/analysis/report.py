@@ -165,23 +165,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _n_boot(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--n-boot must be a positive whole number of bootstrap resamples "
-                                         f"(got {text!r}; the CIs and verdicts are percentiles of them, 1000 or more is stable)")
-    return n
+def _whole(least: int, what: str):
+    """An argparse type: a whole number ≥ ``least``, else a one-line refusal saying why."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = least - 1
+        if n < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {least} (got {text!r}): {what}")
+        return n
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="mupbench-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dirs", nargs="+", metavar="SWEEP_DIR", help=f"directories searched for {R.RESULT}")
     parser.add_argument("--out", help="report folder (default: SWEEP_DIR/report of the first sweep)")
-    parser.add_argument("--n-boot", type=_n_boot, default=N_BOOT, help=f"bootstrap resamples for every CI (default {N_BOOT})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--n-boot", type=_whole(1, "the CIs and verdicts are percentiles of the bootstrap resamples; "
+                                                   "1000 or more give stable ones"),
+                        default=N_BOOT, help=f"bootstrap resamples for every CI (default {N_BOOT})")
+    parser.add_argument("--seed", type=_whole(0, "the seed of the bootstrap"), default=0, help="seed of the bootstrap")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")  # files only, never a window

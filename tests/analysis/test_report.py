@@ -90,9 +90,10 @@ def test_report_states_the_compute_when_records_have_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--n-boot", "-5"], "argument --n-boot: --n-boot must be a positive whole number of bootstrap resamples (got '-5'"),
-    (["--n-boot", "0"], "argument --n-boot: --n-boot must be a positive whole number"),
-    (["--n-boot", "many"], "argument --n-boot: --n-boot must be a positive whole number"),
+    (["--n-boot", "-5"], "argument --n-boot: must be a whole number ≥ 1 (got '-5'): the CIs and verdicts are percentiles"),
+    (["--n-boot", "0"], "argument --n-boot: must be a whole number ≥ 1 (got '0')"),
+    (["--n-boot", "many"], "argument --n-boot: must be a whole number ≥ 1 (got 'many')"),
+    (["--seed", "-1"], "argument --seed: must be a whole number ≥ 0 (got '-1'): the seed of the bootstrap"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_bad_options_are_refused_in_one_line(sweep_dir, tmp_path, capsys, args, message):
