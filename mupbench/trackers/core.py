@@ -201,7 +201,7 @@ class RunTracker:
             self._submit(slot, slot.backend.start)
 
     # -- the trainer's calls
-    def log_eval(self, row: dict, wall_time: float | None = None) -> None:
+    def log_eval(self, row: dict, wall_time: float | None = None, _resumed_only: bool = False) -> None:
         """Log one evaluation (a metrics.csv row); a step already logged to a tracker is skipped."""
         if self._closed:
             return
@@ -209,6 +209,8 @@ class RunTracker:
             step, metrics = eval_metrics(row)
             wall = time.time() if wall_time is None else wall_time
             for slot in self.slots:
+                if _resumed_only and slot.backend.state.get("fresh"):
+                    continue
                 if step > slot.last_step and not slot.dead:
                     slot.last_step = step
                     self._submit(slot, lambda s=slot: s.backend.log(step, metrics, wall),
@@ -284,9 +286,9 @@ def open_tracker(logger_cfg: Any, run: RunInfo, backfill: bool = True) -> RunTra
     if not slots:
         return None
     tracker = RunTracker(run, slots, float(logger_cfg.get("finish_timeout_s", 60.0) or 60.0))
-    if backfill:  # steps a killed process evaluated but its trackers never got
+    if backfill:  # steps a killed process of this run evaluated but its trackers never got
         for row in metrics_rows(run.run_dir):
-            tracker.log_eval(row, started_wall(run, row))
+            tracker.log_eval(row, started_wall(run, row), _resumed_only=True)
     return tracker
 
 

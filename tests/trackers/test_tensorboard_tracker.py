@@ -109,3 +109,15 @@ def test_a_failed_run_is_logged_again_when_it_is_retried(tmp_path):
     assert metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG]).status == 2  # FAILURE
     simulate(cfg, tmp_path)  # the retry, from scratch: steps 0..200 are not logged twice
     assert_history(read_events(tmp_path / "tensorboard" / run_dir.name), run_dir)
+
+
+def test_another_config_in_the_same_run_dir_starts_a_new_tracker_run(tmp_path):
+    old = point_cfg(logger=("tensorboard",))
+    run_dir, _ = simulate(old, tmp_path)
+    new = point_cfg(logger=("tensorboard",))
+    new.train.batch_size = 32  # another fingerprint, the same run dir
+    assert simulate(new, tmp_path, stop=100, finish=False)[0] == run_dir  # killed after step 100
+    acc = read_events(tmp_path / "tensorboard" / run_dir.name)
+    assert [e.step for e in acc.Scalars("val_loss")] == [0, 100]  # not the old run's steps, not its metrics.csv
+    start = metadata.parse_session_start_info_plugin_data(acc.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["train.batch_size"].number_value == 32
