@@ -32,11 +32,11 @@ def aligned(p: torch.Tensor) -> bool:
 
 @dataclass
 class Plan:
-    """Kernel calls for one set of learning rates and live members.
+    """Kernel calls for one set of per-member scalars (learning rates, …) and live members.
 
     ``cuts[j]``: where parameter j is split along the member axis (``tensor_split``), or None:
-    one view per member (``unbind``). ``calls``: (lr, [(j, piece), …]) — one kernel call per
-    distinct set of scalars (learning rate, …), over pieces of every parameter."""
+    one view per member (``unbind``). ``calls``: (scalars, [(j, piece), …]) — one kernel call
+    per distinct set of scalars, over pieces of every parameter."""
 
     cuts: list[list[int] | None]
     calls: list[tuple[object, list[tuple[int, int]]]]
@@ -59,8 +59,8 @@ def plan(rows: list[list], alive: list[bool] | None, whole: list[bool]) -> Plan:
     M = len(rows)
     cuts: list[list[int] | None] = []
     calls: dict[object, list[tuple[int, int]]] = defaultdict(list)
+    live = [i for i in range(M) if alive is None or alive[i]]
     for j, share in enumerate(whole):
-        live = [i for i in range(M) if alive is None or alive[i]]
         if not share:
             cuts.append(None)
             for i in live:
