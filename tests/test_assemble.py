@@ -1,6 +1,6 @@
-"""The lean single-run step's switches: torch.compile, bf16 autocast, TF32 and flushing denormals
-are off unless asked for, are recorded in the run's config and fingerprint (they change numbers),
-and work on CPU."""
+"""Assembly (mupbench/assemble.py): the run environment — the automatic thread count, and the lean
+step's switches: torch.compile, bf16 autocast, TF32 and flushing denormals are off unless asked
+for, are recorded in the run's config and fingerprint (they change numbers), and work on CPU."""
 
 from __future__ import annotations
 
@@ -10,13 +10,49 @@ import sys
 import pytest
 import torch
 
+from conftest import train_single as train
+from mupbench import assemble as A
 from mupbench.assemble import autocast, build_run, denormals, set_tf32
 from mupbench.config import compose
-from conftest import train_single as train
 from mupbench.lifecycle import run_point as run_one
 from mupbench.records import fingerprint
 
 TINY = ["train.steps=20", "train.eval_every=10", "train.eval_batches=2", "train.device=cpu"]
+
+
+def test_auto_threads_one_for_small_work_free_cpus_for_large():
+    assert A.auto_threads(A.SMALL_WORK - 1, cpus=16, busy=0) == 1  # tiny ops: OpenMP barriers dominate
+    assert A.auto_threads(A.SMALL_WORK, cpus=16, busy=0) == 16
+    assert A.auto_threads(10**8, cpus=2, busy=2) == 1  # a busy machine: one thread, never a stalled barrier
+    assert A.auto_threads(10**8, cpus=8, busy=3) == 5
+    assert A.auto_threads(10**8, cpus=1, busy=0) == 1
+
+
+def test_usable_cpus_follow_affinity_and_slurm(monkeypatch):
+    monkeypatch.setattr(A.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert A.usable_cpus() == 4
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
+    assert A.usable_cpus() == 2
+
+
+def test_set_threads_fixed_or_auto(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        assert A.set_threads(compose(["train.threads=1"]), 10**9) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(A, "usable_cpus", lambda: 2)
+        monkeypatch.setattr(A, "busy_cpus", lambda: 0.0)
+        assert A.set_threads(compose([]), 10**9) == 2 and torch.get_num_threads() == 2
+        assert A.set_threads(compose([]), 1000) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_busy_cpus_reads_the_runnable_count(monkeypatch, tmp_path):
+    fake = tmp_path / "loadavg"
+    fake.write_text("3.10 2.00 1.50 4/250 12345\n")
+    monkeypatch.setattr(A, "Path", lambda p: fake)
+    assert A.busy_cpus(samples=3) == 3.0  # 4 runnable, one of them this process
 
 
 def test_speed_switches_are_off_by_default_and_recorded(tmp_path):
