@@ -12,7 +12,9 @@
 #                          + slurmctld + slurmd, wait until the node is idle, then print the
 #                          default partition name on stdout (all logs go to stderr).
 #   local-slurm.sh down    cancel the cluster's jobs, then stop the daemons this script started,
-#                          by the PIDs it recorded in /run/local-slurm/*.pid.
+#                          by the PIDs it recorded in /run/local-slurm/*.pid, and see them reaped:
+#                          they are children of local-slurm-keeper.py (a subreaper), which waits
+#                          for them, so no defunct entries remain where PID 1 does not reap.
 #   local-slurm.sh status  show what is recorded and running.
 #
 # Both up and down are idempotent: running up again when the cluster is healthy changes nothing,
@@ -93,6 +95,60 @@ record() {
 }
 
 ours() { [ -s "$RUN/$1.pid" ] && pid_alive "$RUN/$1.pid" "$(cat "$RUN/$1.comm" 2>/dev/null)"; }
+
+# ---------------------------------------------------------------- keeper
+# The daemons are started by the keeper (local-slurm-keeper.py), a child subreaper that reaps
+# them when they stop. Without it their parent is PID 1, and where PID 1 does not reap (a
+# container's agent) every stopped daemon stayed a defunct entry.
+KEEPER=$HERE/local-slurm-keeper.py
+KDIR=$RUN/keeper
+keeper_alive() {
+  local pid
+  [ -s "$RUN/keeper.pid" ] || return 1
+  pid=$(cat "$RUN/keeper.pid")
+  [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$KEEPER" &&
+    ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+}
+
+ensure_keeper() {
+  keeper_alive && return 0
+  command -v python3 >/dev/null || die "python3 is needed for the keeper ($KEEPER)"
+  mkdir -p "$KDIR"; rm -f "$KDIR"/*
+  setsid python3 "$KEEPER" "$KDIR" </dev/null >>"$START_LOG" 2>&1 9>&- &
+  echo $! >"$RUN/keeper.pid"
+  wait_for "keeper pid $(cat "$RUN/keeper.pid")" 10 keeper_alive || die "the keeper did not start (see $START_LOG)"
+  log "started keeper pid $(cat "$RUN/keeper.pid") (the daemons' parent: it reaps them)"
+}
+
+# keeper_run wait|bg LOGFILE ARGV...: start a command as the keeper's child; its exit status
+# (wait: the command daemonizes itself and returns), or 0 once started (bg: a foreground daemon).
+keeper_run() {
+  ensure_keeper
+  local mode=$1 logfile=$2 n; shift 2
+  n=$(date +%s%N)
+  printf '%s\0' "$mode" "$logfile" "$@" | head -c -1 >"$KDIR/$n.tmp"
+  mv "$KDIR/$n.tmp" "$KDIR/$n.req"
+  wait_for "the keeper to start $1" 60 test -s "$KDIR/$n.rc" || return 1
+  local rc; rc=$(cat "$KDIR/$n.rc"); rm -f "$KDIR/$n.rc"
+  return "$rc"
+}
+
+# gone PID: true once PID has left the process table (exited and reaped).
+gone() { [ ! -e "/proc/$1" ]; }
+
+# A real init reaps orphans itself; there the keeper stops with `down`.
+pid1_reaps() { case "$(cat /proc/1/comm 2>/dev/null)" in systemd|init|tini|dumb-init|catatonit|docker-init|s6-svscan|runit) return 0;; esac; return 1; }
+
+stop_keeper() {
+  keeper_alive || return 0
+  if pid1_reaps; then
+    : >"$KDIR/stop"
+    wait_for "the keeper to exit" 10 sh -c "! kill -0 $(cat "$RUN/keeper.pid") 2>/dev/null" || true
+    rm -f "$RUN/keeper.pid"; log "keeper stopped"
+  else
+    log "keeper pid $(cat "$RUN/keeper.pid") stays, idle: PID 1 ($(cat /proc/1/comm)) does not reap, so it would be left defunct"
+  fi
+}
 
 need_root() { [ "$(id -u)" = 0 ] || die "run as root"; }
 
@@ -198,7 +254,8 @@ start_munge() {
     return 0
   fi
   rm -f /run/munge/munged.pid
-  setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged </dev/null >>"$START_LOG" 2>&1 9>&-
+  keeper_run wait "$START_LOG" /usr/bin/setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged ||
+    die "munged did not start (see $START_LOG)"
   record munged /run/munge/munged.pid munged
   wait_for "munge round trip" 20 sh -c 'munge -n | unmunge' || die "munge does not work"
 }
@@ -216,9 +273,9 @@ start_mariadb() {
     fi
     rm -f /run/mysqld/mysqld.pid
     # Unix socket only (no TCP port); small buffer pool: this DB holds a few job records.
-    setsid /usr/sbin/mariadbd --user=mysql --datadir=/var/lib/mysql --skip-networking \
+    keeper_run bg "$MARIADB_LOG" /usr/sbin/mariadbd --user=mysql --datadir=/var/lib/mysql --skip-networking \
       --socket=/run/mysqld/mysqld.sock --pid-file=/run/mysqld/mysqld.pid \
-      --innodb-buffer-pool-size=64M --innodb-lock-wait-timeout=900 </dev/null >>"$MARIADB_LOG" 2>&1 9>&- &
+      --innodb-buffer-pool-size=64M --innodb-lock-wait-timeout=900 || die "mariadbd did not start (see $MARIADB_LOG)"
     record mariadbd /run/mysqld/mysqld.pid mariadbd
     wait_for "mariadb ping" 60 mysql_ok || die "mariadbd not answering (see $MARIADB_LOG)"
   fi
@@ -243,7 +300,7 @@ start_slurmdbd() {
     log "slurmdbd running (ours)"
   else
     rm -f /run/slurmdbd.pid
-    /usr/sbin/slurmdbd </dev/null >>"$START_LOG" 2>&1 9>&-
+    keeper_run wait "$START_LOG" /usr/sbin/slurmdbd || die "slurmdbd did not start (see $START_LOG)"
     record slurmdbd /run/slurmdbd.pid slurmdbd
   fi
   wait_for "slurmdbd answering sacctmgr" 60 sacctmgr -n -P list cluster ||
@@ -257,9 +314,9 @@ start_slurm_daemon() {   # start_slurm_daemon NAME
     log "$name running (ours)"; return 0
   fi
   rm -f "/run/$name.pid"
-  # Daemonizes itself. Never let a daemon inherit our stdout (a caller's $(...) would hang)
-  # or fd 9 (the lock).
-  "/usr/sbin/$name" </dev/null >>"$START_LOG" 2>&1 9>&-
+  # Daemonizes itself, as the keeper's child: it never inherits our stdout (a caller's $(...)
+  # would hang) or fd 9 (the lock), and it is reaped when it stops.
+  keeper_run wait "$START_LOG" "/usr/sbin/$name" || die "$name did not start (see $START_LOG)"
   record "$name" "/run/$name.pid" "$name"
 }
 
@@ -278,6 +335,9 @@ stop_one() {   # stop_one NAME: TERM, wait up to 20 s, then KILL; only the PID w
     if pid_alive "$RUN/$name.pid" "$comm"; then
       log "$comm pid $pid ignored TERM, sending KILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.5
     fi
+    # reaped by the keeper (its parent) the moment it exits; a defunct entry means another parent
+    for i in $(seq 1 50); do gone "$pid" && break; sleep 0.1; done
+    gone "$pid" || log "WARNING: $comm pid $pid is stopped but not reaped (parent $(awk '/^PPid/{print $2}' "/proc/$pid/status" 2>/dev/null))"
   else
     log "$name (pid $pid) was not running"
   fi
@@ -306,6 +366,7 @@ do_down() {
   cancel_jobs
   local n
   for n in slurmd slurmctld slurmdbd mariadbd munged; do stop_one "$n"; done
+  stop_keeper
   log "down"
 }
 
@@ -383,6 +444,7 @@ do_status() {
     elif [ -s "$RUN/$n.pid" ]; then echo "$n: recorded pid $(cat "$RUN/$n.pid") is gone"
     else echo "$n: not started by local-slurm.sh"; fi
   done
+  if keeper_alive; then echo "keeper: running, pid $(cat "$RUN/keeper.pid") (the daemons' parent)"; else echo "keeper: not running"; fi
   if command -v sinfo >/dev/null && scontrol ping >/dev/null 2>&1; then sinfo; squeue; fi
 }
 

@@ -66,16 +66,21 @@ class BatchedLauncherImpl:
     def __init__(self, lrs: bool = True, max_members: int = 0, forward: str = "auto") -> None:
         from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
-        from mupbench.config import ConfigError
-
-        if not isinstance(lrs, bool):
-            raise ConfigError("hydra.launcher.lrs", f"{lrs!r} must be true or false")
-        if isinstance(max_members, bool) or not isinstance(max_members, int) or max_members < 0:
-            raise ConfigError("hydra.launcher.max_members", f"{max_members!r} must be an integer ≥ 0 (0 = by memory)")
-        if forward not in ("auto", "bmm", "vmap"):
-            raise ConfigError("hydra.launcher.forward", f"{forward!r}: choose auto, bmm or vmap")
         BasicLauncher.__init__(self)  # type: ignore[arg-type]
         self.lrs, self.max_members, self.forward = lrs, max_members, forward
+
+    def setup(self, *args, **kwargs) -> None:
+        """Hydra's setup, then the settings checked: here, not in __init__, whose errors Hydra
+        wraps in its own "Error in call to target" message."""
+        from mupbench.sweep.launchers import LauncherError
+
+        super().setup(*args, **kwargs)
+        if not isinstance(self.lrs, bool):
+            raise LauncherError(f"hydra.launcher.lrs: {self.lrs!r} must be true or false")
+        if isinstance(self.max_members, bool) or not isinstance(self.max_members, int) or self.max_members < 0:
+            raise LauncherError(f"hydra.launcher.max_members: {self.max_members!r} must be an integer ≥ 0 (0 = by memory)")
+        if self.forward not in ("auto", "bmm", "vmap"):
+            raise LauncherError(f"hydra.launcher.forward: {self.forward!r}: choose auto, bmm or vmap")
 
     def _compose(self, overrides: Sequence[str], idx: int) -> DictConfig:
         from omegaconf import open_dict

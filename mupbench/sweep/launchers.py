@@ -114,18 +114,23 @@ class _ChunkedLauncher(BaseSubmititLauncher):
         runner: str = DEFAULT_RUNNER,
         **params: Any,
     ) -> None:
-        self.points_per_job = _positive_int("points_per_job", points_per_job)
-        self.num_jobs = _positive_int("num_jobs", num_jobs, allow_none=True)
-        self.max_array_size = _positive_int("max_array_size", max_array_size)
-        if not isinstance(skip_finished, bool):
-            raise LauncherError(f"hydra.launcher.skip_finished: {skip_finished!r} must be true or false")
-        self.skip_finished = skip_finished
-        try:
-            resolve_runner(runner)
-        except Exception as e:  # noqa: BLE001 — whatever the import raised, said in one line
-            raise LauncherError(f"hydra.launcher.runner: cannot use {runner!r}: {e}") from None
-        self.runner = runner
+        self.points_per_job, self.num_jobs, self.max_array_size = points_per_job, num_jobs, max_array_size
+        self.skip_finished, self.runner = skip_finished, runner
         super().__init__(**params)
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        """Hydra's setup, then the settings checked: here, not in __init__, whose errors Hydra
+        wraps in its own "Error in call to target" message."""
+        super().setup(*args, **kwargs)
+        _positive_int("points_per_job", self.points_per_job)
+        _positive_int("num_jobs", self.num_jobs, allow_none=True)
+        _positive_int("max_array_size", self.max_array_size)
+        if not isinstance(self.skip_finished, bool):
+            raise LauncherError(f"hydra.launcher.skip_finished: {self.skip_finished!r} must be true or false")
+        try:
+            resolve_runner(self.runner)
+        except Exception as e:  # noqa: BLE001 — whatever the import raised, said in one line
+            raise LauncherError(f"hydra.launcher.runner: cannot use {self.runner!r}: {e}") from None
 
     # ------------------------------------------------------------------ submit side
     def _executor(self) -> Any:

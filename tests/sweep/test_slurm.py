@@ -237,3 +237,30 @@ def test_cancelled_job_fails_the_sweep_in_one_line_and_relaunch_runs_only_that_p
     assert "1 completed and 0 diverged before (skipped), 1 to run" in again.stdout + again.stderr
     recs = {r["seed"]: r for r in records(sweep).values()}
     assert sorted(recs) == [0, 1] and recs[1]["status"] == "completed" and recs[1]["resumed_from"]
+
+
+DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
+
+
+def test_down_reaps_the_daemons_it_started(partition):
+    """Issue 11.10: `local-slurm.sh down` leaves no defunct munged / mariadbd / slurmdbd /
+    slurmctld / slurmd (their parent is the script's keeper, which reaps them, not a PID 1 that
+    may never do). Last in this file: it takes the cluster down, then brings it up again."""
+    if os.geteuid() != 0:
+        pytest.skip("local-slurm.sh runs as root")
+    script = Path(__file__).resolve().parents[2] / "launchers" / "local-slurm.sh"
+    run = Path("/run/local-slurm")
+    pids = {n: int((run / f"{n}.pid").read_text()) for n in DAEMONS if (run / f"{n}.pid").exists()}
+    if not pids:
+        pytest.skip("this cluster was not started by launchers/local-slurm.sh")
+    down = subprocess.run([str(script), "down"], capture_output=True, text=True, timeout=180)
+    try:
+        assert down.returncode == 0, down.stderr[-2000:]
+        assert "not reaped" not in down.stderr, down.stderr[-2000:]
+        left = {n: pid for n, pid in pids.items() if Path(f"/proc/{pid}").exists()}
+        assert left == {}, f"still in the process table after down: {left}"
+        ps = _sh("ps", "-eo", "stat=,comm=").stdout.splitlines()
+        assert not [line for line in ps if line.split()[0].startswith("Z") and line.split()[-1] in DAEMONS], ps
+    finally:
+        up = subprocess.run([str(script), "up"], capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stderr[-2000:]
