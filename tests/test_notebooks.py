@@ -45,7 +45,7 @@ def test_report_on_a_tiny_real_sweep(tiny_sweep, tmp_path, capsys):
     stems = ["mlp_synthetic", "mlp_synthetic_optimum"]
     assert written == {"runs.csv", "runs.parquet", "problems.txt", "seed_stats.csv", "table2.csv", "table2.md", "table2.tex",
                        "optimal_lr.csv", "transfer.csv", "transfer.md", "regret.csv", "regret.md", "basin.csv", "basin.md",
-                       "basin_shift.csv", "report.html"} | {f"figures/{s}.{e}" for s in stems for e in ("png", "pdf")}
+                       "basin_shift.csv", "compute.csv", "compute.md", "report.html"} | {f"figures/{s}.{e}" for s in stems for e in ("png", "pdf")}
     assert all((out / f).stat().st_size > 0 for f in written)
     assert (out / "table2.md").read_text().count("| mlp_synthetic") == 2
     verdicts = set(pd.read_csv(out / "transfer.csv")["verdict"])
@@ -81,7 +81,7 @@ def test_analysis_notebook_runs(tiny_sweep, monkeypatch):
         assert f"mlp_synthetic {param} adam [min_val_loss]: " in text
     assert any(v in text for v in ("transfers over ζ 1–4", "drifts to", "undetermined at this resolution over ζ 1–4"))
     assert "regret [95 % CI]" in text and "within 10 %: k range (decades)" in text
-    assert "the records carry no FLOPs" in text or "FLOPs, tuning at every width" in text
+    assert "mlp_synthetic: tuning at ζ = 1 took " in text and "FLOPs, tuning at every width" in text  # records carry FLOPs
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # Figures 2–5 layout, the optimum plot, the best runs' curves
 
