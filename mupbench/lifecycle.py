@@ -138,13 +138,15 @@ def _prepare(pt: _Point, device: torch.device, splits: Splits) -> None:
 
 
 def _open_tracker(pt: _Point):
-    """The point's experiment-tracker run (``logger=...``), or None when none is selected."""
-    logger = pt.cfg.get("logger") or {}
-    if not any(isinstance(v, DictConfig) and v.get("enabled") for v in logger.values()):
-        return None  # the default: no tracker package is imported at all
+    """The point's experiment-tracker run (``logger=...``; None when none is selected), handed the
+    rows a resumed run brings (it skips those it logged before the interruption)."""
     from mupbench.trackers import open_run
 
-    return open_run(pt.cfg, pt.run_dir, pt.record)
+    tracker = open_run(pt.cfg, pt.run_dir, pt.record)
+    if tracker is not None:
+        for row in pt.member.history:
+            tracker.log_eval(row)
+    return tracker
 
 
 def _stepper(pts: list[_Point], start: int, batched: bool, forward: str):

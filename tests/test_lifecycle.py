@@ -199,3 +199,41 @@ def test_records_carry_training_flops_counted_without_touching_the_run(tmp_path)
     rec = run_point(cfg, tmp_path / "vgg")
     alone = train_single(build_run(cfg))
     assert rec["final_val_loss"] == alone.history[-1]["val_loss"] and rec["min_train_loss"] == min(h["train_loss"] for h in alone.history)
+
+
+def _tensorboard_steps(logdir):
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    acc = ea.EventAccumulator(str(logdir), size_guidance={ea.SCALARS: 0})
+    acc.Reload()
+    return [e.step for e in sorted(acc.Scalars("val_loss"), key=lambda e: e.step)]
+
+
+def test_a_batched_group_logs_one_tracker_run_per_member_and_a_resume_no_step_twice(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    tiny = [*BASE, "train.steps=30", "train.eval_every=10", "logger=tensorboard"]
+    configs = cfgs(tiny, [(s, k) for k in (1e-3, 1e-2) for s in range(4)])
+    dirs = [tmp_path / "sweep" / f"p{i}" for i in range(8)]
+    run_group(configs, dirs)
+    from mupbench import trackers
+
+    trackers.flush()
+    logs = sorted(p.parent for p in (tmp_path / "sweep" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert [p.name for p in logs] == [d.name for d in dirs]  # 8 members, 8 runs
+    assert all(_tensorboard_steps(p) == [0, 10, 20, 30] for p in logs)
+    # killed after its checkpoint at step 10 and after logging step 10 → resumed: steps 0…30 once each
+    cfg = compose([*tiny, "train.ckpt_every=10"])
+    real_step, calls = SingleStepper.step, []
+
+    def crash_at_15(self, batch):
+        calls.append(1)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(SingleStepper, "step", crash_at_15)
+    with pytest.raises(KeyboardInterrupt):
+        run_point(cfg, tmp_path / "sweep" / "killed")
+    monkeypatch.setattr(SingleStepper, "step", real_step)
+    assert run_point(cfg, tmp_path / "sweep" / "killed")["resumed_from"] == 10
+    trackers.flush()
+    assert _tensorboard_steps(tmp_path / "sweep" / "tensorboard" / "killed") == [0, 10, 20, 30]
