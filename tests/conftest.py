@@ -14,6 +14,13 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MUPBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests belong to the full tier (they need the local cluster: .ci/run starts it)."""
+    for item in items:
+        if "slurm" in item.keywords:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real dataset files; in CI (CI=true) their absence is a failure, not a skip."""
