@@ -156,14 +156,14 @@ TRAIN_CHECKS = {
 }
 PARAMETRIZATION_CHECKS = {
     "name": R.one_of(*PARAMETRIZATIONS, hint="or pick it with the group, parametrization=NAME"),
-    "init_scale": R.number(ge=0, hint="c in the init std c/√fan-in"),
+    "init_scale": R.number(ge=0, hint="it is c in the init std c/√fan-in, e.g. 0.1"),
     "attn_scale": R.one_of(*ATTN_SCALES),
     "kernel_fan_in": R.flag(),
 }
 IMPLS = ("auto", "fused", "foreach", "for_loop")
 _OPTIMIZER_COMMON = {
     "name": R.one_of(*OPTIMIZERS, hint="pick the optimizer with the group, optimizer=NAME"),
-    "lr": R.number(gt=0, hint="k, the learning-rate multiplier"),
+    "lr": R.number(gt=0, hint="it is k, the learning-rate multiplier, e.g. optimizer.lr=1e-3"),
     "impl": R.one_of(*IMPLS),
 }
 OPTIMIZER_CHECKS = {

@@ -19,7 +19,6 @@ def one_line(out) -> str:
 @pytest.mark.parametrize("args, key", [
     (["optimizer.betas=[0.9]"], "optimizer.betas"),
     (["-m", "model.width_mult=1,2,0.5", "seed=0,1"], "model.width_mult"),
-    (["model=mlp", "dataset=tiny_shakespeare"], "dataset"),
 ])
 def test_bad_value_one_line_nothing_written(cli, tmp_path, args, key):
     flags = [a for a in args if a.startswith("-")]  # Hydra's flags go before the overrides
