@@ -95,11 +95,13 @@ def _fresh(run_dir: Path, log_name: str) -> bool:
 
 
 def discard(run_dir: Path, stop: Path) -> None:
-    """Remove a refused job's ``run_dir`` and then its parents that are left empty, up to (not
-    including) ``stop``, the directory the command ran in; nothing above ``stop``."""
+    """Remove a refused job's ``run_dir`` and then its parents that are left empty (or hold only
+    Hydra's multirun.yaml), up to (not including) ``stop``, the directory the command ran in."""
     shutil.rmtree(run_dir, ignore_errors=True)
     parent = run_dir.parent
     while parent != stop and stop in parent.parents:
+        if [p.name for p in parent.iterdir()] == ["multirun.yaml"]:  # a sweep dir whose only job was this one
+            (parent / "multirun.yaml").unlink()
         try:
             parent.rmdir()  # only if empty
         except OSError:

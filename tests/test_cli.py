@@ -220,6 +220,21 @@ def test_missing_dataset_files_name_the_root(capsys, cwd, tmp_path):
     assert "not found; dataset.root must hold cifar-10-batches-py/" in line
 
 
+def test_missing_dataset_files_in_a_multirun_leave_no_sweep_dir(capsys, cwd, tmp_path):
+    """Found by the first job (the files are not read before): its dir and the sweep dir go."""
+    line = refused(capsys, cwd, "-m", *TINY, "seed=0,1", "dataset=cifar10", f"dataset.root={tmp_path}")
+    assert "not found; dataset.root must hold cifar-10-batches-py/" in line
+
+
+def test_refused_job_keeps_a_sweep_dir_with_other_runs(capsys, cwd, tmp_path):
+    done = cwd / "outputs" / "default" / "earlier"
+    done.mkdir(parents=True)
+    (done / "result.json").write_text("{}")
+    assert run_main("-m", *TINY, "seed=0,1", "dataset=cifar10", f"dataset.root={tmp_path}") == 2
+    assert sorted(p.name for p in (cwd / "outputs" / "default").iterdir()) == ["earlier", "multirun.yaml"]
+    capsys.readouterr()
+
+
 # ---- directories Hydra cannot create or write ----
 
 def test_run_dir_under_a_regular_file(capsys, cwd, tmp_path):
