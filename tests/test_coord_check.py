@@ -6,7 +6,6 @@ import dataclasses
 
 import pandas as pd
 import pytest
-from conftest import run_cli
 
 from mupbench.analysis import plot_coord_check
 from mupbench.config import compose
@@ -85,25 +84,3 @@ def test_figure1(df):
     assert len(axes) == 2 * 4
     assert axes[0].get_title() == "SP: output" and axes[4].get_title() == "μP: output"
     assert all(len(ax.get_lines()) == len(STEPS) for ax in axes)
-
-
-def test_entrypoint_writes_files(tmp_path):
-    out = tmp_path / "cc"
-    proc = run_cli(["dataset=synthetic", "train.device=cpu", "coord.widths=[1,4,16]", "coord.steps=[0,3]",
-                    f"coord.out={out}"], tmp_path, module="mupbench.coord_check")
-    assert proc.returncode == 0, proc.stderr
-    assert {p.name for p in out.iterdir()} == {"coord.csv", "slopes.csv", "figure1.png", "figure1.pdf"}
-    assert "mup: largest output/activation slope" in proc.stdout and "-> stable" in proc.stdout
-    assert "sp: largest output/activation slope" in proc.stdout and "GROWS with width" in proc.stdout
-    assert len(pd.read_csv(out / "coord.csv")) > 0
-
-
-@pytest.mark.parametrize("override, message", [
-    ("coord.widths=[0.5]", "model.width_mult"),
-    ("coord.nope=1", "coord.nope"),
-])
-def test_entrypoint_bad_input_is_one_line(tmp_path, override, message):
-    proc = run_cli(["dataset=synthetic", override, f"coord.out={tmp_path / 'cc'}"], tmp_path, module="mupbench.coord_check")
-    assert proc.returncode != 0
-    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
-    assert not (tmp_path / "cc").exists()

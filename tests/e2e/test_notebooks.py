@@ -19,6 +19,8 @@ NOTEBOOKS = REPO / "notebooks"
 GRID = {"parametrization": ["sp", "mup"], "model.width_mult": [1, 4], "optimizer.lr": [1e-3, 1e-2, 1e-1], "seed": [0, 1]}
 TINY = ["train.steps=20", "train.eval_every=10", "train.eval_batches=2", "train.device=cpu"]
 
+pytestmark = pytest.mark.slow  # the full tier
+
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory) -> Path:

@@ -17,6 +17,8 @@ from mupbench.data import load_splits
 
 REPO = bench.REPO
 
+pytestmark = pytest.mark.slow  # the full tier
+
 
 def test_step_measurement_and_report():
     row = bench.measure_steps("mlp", 1, reps=1, target_s=0.02, threads=1)
