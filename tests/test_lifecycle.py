@@ -21,6 +21,20 @@ IMAGES = ["dataset=synthetic_images", "dataset.n_train=64", "dataset.n_val=32", 
 LOSSES = ("min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss")
 
 
+def crash_at(monkeypatch, stepper, n: int, exc: BaseException = KeyboardInterrupt("killed")):
+    """Make ``stepper``'s n-th step raise ``exc`` (a kill, a lost node); returns the undo."""
+    real, calls = stepper.step, []
+
+    def step(self, batch):
+        calls.append(1)
+        if len(calls) == n:
+            raise exc
+        return real(self, batch)
+
+    monkeypatch.setattr(stepper, "step", step)
+    return lambda: monkeypatch.setattr(stepper, "step", real)
+
+
 def read(run_dir):
     return json.loads((run_dir / RESULT).read_text())
 
@@ -65,18 +79,10 @@ def test_a_group_must_differ_only_in_seed_and_k(tmp_path):
 def test_single_run_resumes_after_a_crash_to_the_uninterrupted_record(tmp_path, monkeypatch):
     cfg = compose([*BASE, "train.steps=60", "train.eval_every=10", "train.ckpt_every=25"])
     whole = run_point(cfg, tmp_path / "whole")
-    real_step, calls = SingleStepper.step, []
-
-    def step_then_crash(self, batch):
-        calls.append(1)
-        if len(calls) == 40:
-            raise KeyboardInterrupt("killed")
-        return real_step(self, batch)
-
-    monkeypatch.setattr(SingleStepper, "step", step_then_crash)
+    undo = crash_at(monkeypatch, SingleStepper, 40)
     with pytest.raises(KeyboardInterrupt):
         run_point(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(SingleStepper, "step", real_step)
+    undo()
     assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["step"] == 25
     resumed = run_point(cfg, tmp_path / "resumed")
     assert resumed["resumed_from"] == 25
@@ -90,19 +96,11 @@ def test_members_resume_from_checkpoints_in_the_single_run_format(tmp_path, monk
     ends with the records of uninterrupted runs; a single run resumes from a member's checkpoint."""
     configs = cfgs([*BASE, *IMAGES, "train.steps=8", "train.eval_every=4", "train.ckpt_every=4", "model=vgg"], [(0, 1e-3), (1, 1e-2)])
     dirs = [tmp_path / f"p{i}" for i in range(2)]
-    real_step, calls = StackedStepper.step, []
-
-    def crashing_step(self, batch):
-        calls.append(1)
-        if len(calls) == 6:
-            raise RuntimeError("node lost")
-        return real_step(self, batch)
-
-    monkeypatch.setattr(StackedStepper, "step", crashing_step)
+    undo = crash_at(monkeypatch, StackedStepper, 6, RuntimeError("node lost"))
     failed = run_group(configs, dirs)
     assert [r["status"] for r in failed] == ["failed", "failed"] and "node lost" in failed[0]["error"]
     assert all((d / CHECKPOINT).exists() for d in dirs)
-    monkeypatch.setattr(StackedStepper, "step", real_step)
+    undo()
     assert torch.load(dirs[1] / CHECKPOINT, weights_only=True)["step"] == 4
     shutil.copytree(dirs[1], tmp_path / "single1")  # a copy, so the batched resume below has its own
     alone = run_point(configs[1], tmp_path / "single1")
@@ -136,24 +134,14 @@ def _damage(kind, path, cfg):
 
 
 @pytest.mark.parametrize("kind", ["truncated", "random_bytes", "empty", "no_optimizer", "wrong_shapes", "other_config"])
-def test_an_unusable_checkpoint_is_set_aside_and_the_run_starts_again(tmp_path, kind, caplog):
+def test_an_unusable_checkpoint_is_set_aside_and_the_run_starts_again(tmp_path, kind, caplog, monkeypatch):
     cfg = compose([*BASE, "train.steps=30", "train.eval_every=10", "train.ckpt_every=10"])
     whole = run_point(cfg, tmp_path / "whole")
     run_dir = tmp_path / "run"
-    real_step, calls = SingleStepper.step, []
-
-    def crash_at_15(self, batch):
-        calls.append(1)
-        if len(calls) == 15:
-            raise KeyboardInterrupt
-        return real_step(self, batch)
-
-    SingleStepper.step = crash_at_15
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_point(cfg, run_dir)
-    finally:
-        SingleStepper.step = real_step
+    undo = crash_at(monkeypatch, SingleStepper, 15)
+    with pytest.raises(KeyboardInterrupt):
+        run_point(cfg, run_dir)
+    undo()
     _damage(kind, run_dir / CHECKPOINT, cfg)
     with caplog.at_level("WARNING", logger="mupbench"):
         rec = run_point(cfg, run_dir)
@@ -222,18 +210,10 @@ def test_a_batched_group_logs_one_tracker_run_per_member_and_a_resume_no_step_tw
     assert all(_tensorboard_steps(p) == [0, 10, 20, 30] for p in logs)
     # killed after its checkpoint at step 10 and after logging step 10 → resumed: steps 0…30 once each
     cfg = compose([*tiny, "train.ckpt_every=10"])
-    real_step, calls = SingleStepper.step, []
-
-    def crash_at_15(self, batch):
-        calls.append(1)
-        if len(calls) == 15:
-            raise KeyboardInterrupt
-        return real_step(self, batch)
-
-    monkeypatch.setattr(SingleStepper, "step", crash_at_15)
+    undo = crash_at(monkeypatch, SingleStepper, 15)
     with pytest.raises(KeyboardInterrupt):
         run_point(cfg, tmp_path / "sweep" / "killed")
-    monkeypatch.setattr(SingleStepper, "step", real_step)
+    undo()
     assert run_point(cfg, tmp_path / "sweep" / "killed")["resumed_from"] == 10
     trackers.flush()
     assert _tensorboard_steps(tmp_path / "sweep" / "tensorboard" / "killed") == [0, 10, 20, 30]
