@@ -21,31 +21,34 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from mupbench.sweep.progress import SweepDirError, as_json, load_sweep, render
 
 
-def _watch_seconds(text: str | None) -> float | None:
-    """--watch's value, or a one-line refusal (argparse's own type errors take two lines)."""
-    if text is None:
-        return None
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A bad argument in one line (argparse's own form adds the usage line before it)."""
+        print(f"{self.prog}: error: {message} (--help lists the options)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
-        print(f"mupbench-status: error: --watch {text}: give a number of seconds > 0 (leave --watch out to print once)", file=sys.stderr)
-        sys.exit(2)
+        raise argparse.ArgumentTypeError(f"{text}: give a number of seconds > 0 (leave --watch out to print once)")
     return value
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="mupbench-status", description=__doc__.split("\n\n")[0])
+    ap = _Parser(prog="mupbench-status", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweep_dir", type=Path, help="a multirun's sweep dir (the one holding multirun.yaml)")
     ap.add_argument("--json", action="store_true", help="print the counts and the ETA as JSON")
-    ap.add_argument("--watch", metavar="S", help="refresh every S seconds (> 0) until the sweep is done")
+    ap.add_argument("--watch", type=_seconds, metavar="S", help="refresh every S seconds (> 0) until the sweep is done")
     args = ap.parse_args(argv)
-    args.watch = _watch_seconds(args.watch)
     try:
         while True:
             _, points = load_sweep(args.sweep_dir)

@@ -21,7 +21,7 @@ def test_plain_multirun_then_status(tmp_path):
     assert status.returncode == 0 and status.stderr == "" and "all done" in status.stdout
     watch = subprocess.run([sys.executable, "-m", "mupbench.status", "outputs/plain", "--watch", "-1"], cwd=tmp_path,
                            capture_output=True, text=True)
-    assert watch.returncode == 2 and len(watch.stderr.strip().splitlines()) == 1 and "--watch -1" in watch.stderr
+    assert watch.returncode == 2 and len(watch.stderr.strip().splitlines()) == 1 and "--watch: -1: give a number" in watch.stderr
 
 
 def test_bad_width_in_a_multirun_stops_it_before_any_run(tmp_path):

@@ -95,8 +95,15 @@ def test_watch_must_be_a_positive_number_of_seconds(sweep, capsys, watch):
     """Issue 11.5: --watch -1 (and 0) refused in one line, before reading anything."""
     code, out, err = run_status(capsys, sweep, f"--watch={watch}")
     assert code == 2 and out == ""
-    assert err.strip().splitlines() == [f"mupbench-status: error: --watch {watch}: give a number of seconds > 0 "
-                                        "(leave --watch out to print once)"]
+    assert err.strip().splitlines() == [f"mupbench-status: error: argument --watch: {watch}: give a number of seconds > 0 "
+                                        "(leave --watch out to print once) (--help lists the options)"]
+
+
+@pytest.mark.parametrize("args, says", [([], "the following arguments are required: sweep_dir"),
+                                        (["x", "--jsn"], "unrecognized arguments: --jsn")])
+def test_bad_arguments_are_one_line(capsys, args, says):
+    code, out, err = run_status(capsys, *args)
+    assert code == 2 and out == "" and err.strip().splitlines() == [f"mupbench-status: error: {says} (--help lists the options)"]
 
 
 def test_status_of_a_dir_without_a_sweep_is_one_line_error(tmp_path, capsys):
