@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # the full tier, with the cluster up (.ci/run)
 
 
 def _sh(*cmd: str, timeout: float = 30) -> subprocess.CompletedProcess:
