@@ -119,6 +119,30 @@ def _run_dir_key() -> str:
     return "hydra.sweep.dir" if multirun else "hydra.run.dir"
 
 
+class _ArgumentError(Exception):
+    pass
+
+
+def check_arguments(argv: list[str]) -> None:
+    """Hydra's own argparse errors (a flag after the overrides, a bad --cfg choice) in one line
+    instead of argparse's usage block: the same parser, parsed first."""
+    try:
+        from hydra._internal.utils import get_args_parser
+    except ImportError:  # a Hydra that moved it: its own message then
+        return
+    parser = get_args_parser()
+
+    def error(message: str) -> NoReturn:
+        raise _ArgumentError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    try:
+        parser.parse_args(argv)
+    except _ArgumentError as e:
+        hint = "; Hydra's flags (-m, --cfg, --info, ...) go before the KEY=VALUE overrides" if "unrecognized" in str(e) else ""
+        fail(f"arguments: {e}{hint}")
+
+
 def hydra_app(task: Callable[[DictConfig], object], config_name: str) -> Callable[[], None]:
     """A console entrypoint that composes ``conf/<config_name>.yaml``, validates every value and
     runs ``task(cfg)``."""
@@ -145,6 +169,7 @@ def hydra_app(task: Callable[[DictConfig], object], config_name: str) -> Callabl
 
     def main() -> None:
         os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us, then say them in one line
+        check_arguments(sys.argv[1:])
         try:
             hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(checked_task)()
         except (HydraException, OmegaConfBaseException) as e:

@@ -274,6 +274,15 @@ def test_multirun_with_cfg_says_to_drop_m(capsys, cwd):
     assert "drop -m" in line and "mupbench-train hydra/launcher=slurm --cfg hydra -p hydra.launcher" in line
 
 
+@pytest.mark.parametrize("args, says", [
+    (["train.steps=3", "-m", "seed=0,1"], "arguments: unrecognized arguments: seed=0,1; Hydra's flags (-m, --cfg, --info, ...) go before"),
+    (["--cfg", "everything"], "arguments: argument --cfg/-c: invalid choice: 'everything'"),
+    (["--info", "nothing"], "arguments: argument --info/-i: invalid choice: 'nothing'"),
+], ids=["flag-after-overrides", "bad-cfg", "bad-info"])
+def test_argument_errors_are_one_line(capsys, cwd, args, says):
+    assert says in refused(capsys, cwd, *args)
+
+
 def test_documented_launcher_profile_command_works(capsys, cwd):
     assert run_main("hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher") == 0
     assert "SlurmLauncher" in capsys.readouterr().out and not list(cwd.rglob("*"))
