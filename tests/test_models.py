@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.core.config_store import ConfigStore
 
 from mupbench import parametrization as P
 from mupbench.data import DataSpec
@@ -250,8 +249,9 @@ def test_input_geometry_comes_from_the_spec():
 
 @pytest.mark.parametrize("module", [vgg, vit, transformer])
 def test_hydra_option_composes_onto_the_schema(module):
-    """conf/model/<name>.yaml over <name>_schema, registered as the lead's config.py does."""
-    ConfigStore.instance().store(group="model", name=f"{module.Config.name}_schema", node=module.Config)
+    """conf/model/<name>.yaml over the schema mupbench.config registers for it."""
+    import mupbench.config  # noqa: F401  (registers schema_model_<name>)
+
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(overrides=[f"+model={module.Config.name}", "model.width_mult=2"]).model
         with pytest.raises(Exception, match="dropout"):
