@@ -85,16 +85,36 @@ def build_models(cfg: DictConfig, spec: DataSpec, device: torch.device) -> tuple
     base_cfg.width_mult = 1.0
     # a model's own ConfigError names its key (model.heads, model.patch_size, dataset, ...);
     # config.validate says the same before any work
+    # a model with residual blocks: their branches' multiplier m_L^−α (SPEC-AXES §3)
+    extras = {"residual_scale": P.residual_scale(axes(cfg))} if "base_blocks" in cfg.model else {}
     with torch.device("meta"):
-        base = module.build(base_cfg, spec, attention_scale(cfg))
+        base = module.build(base_cfg, spec, attention_scale(cfg), **extras)
     with torch.device(device):
-        model = module.build(cfg.model, spec, attention_scale(cfg))
+        model = module.build(cfg.model, spec, attention_scale(cfg), **extras)
     return model, base
+
+
+def axes(cfg: DictConfig) -> P.Axes:
+    """The config's per-parameter options beyond the paper (ε, weight decay, depth: SPEC-AXES)."""
+    o, m = cfg.optimizer, cfg.model
+    alpha = cfg.parametrization.get("depth_alpha")
+    return P.Axes(eps_scaling=o.get("eps_scaling", "none"), wd_mode=o.get("wd_mode", "coupled"),
+                  wd_on_vectors=bool(o.get("wd_on_vectors", False)), depth_alpha=None if alpha is None else float(alpha),
+                  depth_mult=m.blocks / m.base_blocks if "base_blocks" in m else 1.0)
 
 
 def make_plan(cfg: DictConfig, model: nn.Module, base: nn.Module) -> list[P.ParamPlan]:
     p = cfg.parametrization
-    return P.make_plan(model, base, p.name, cfg.optimizer.name, p.init_scale, p.kernel_fan_in)
+    return P.make_plan(model, base, p.name, cfg.optimizer.name, p.init_scale, p.kernel_fan_in, axes(cfg))
+
+
+def optimizer_groups(cfg: DictConfig, model: nn.Module, plan: list[P.ParamPlan]) -> list[dict]:
+    """The torch parameter groups of ``model``: per-parameter lr, ε and λ_torch from the plan."""
+    o = cfg.optimizer
+    return P.param_groups(model, plan, o.lr, eps=o.eps if "eps" in o else None, weight_decay=o.get("weight_decay", 0.0),
+                          wd_mode=o.get("wd_mode", "coupled"))
+
+
 
 
 def denormals(n: int) -> torch.Tensor:
@@ -219,7 +239,7 @@ def build_run(cfg: DictConfig, device: torch.device | None = None, splits: Split
     if cfg.train.compile:
         model.compile()  # in place: parameter names, and so checkpoints, stay as they are
     torch.manual_seed(stream_seed(cfg.seed, "dropout"))  # dropout draws from torch's global RNG
-    optimizer = build_optimizer(cfg, P.param_groups(model, plan, cfg.optimizer.lr), device)
+    optimizer = build_optimizer(cfg, optimizer_groups(cfg, model, plan), device)
     bs = cfg.train.batch_size
     return Run(
         cfg=cfg,
@@ -240,4 +260,6 @@ def describe_params(cfg: DictConfig) -> str:
     spec = load_splits(cfg.dataset, torch.device("cpu")).spec
     model, base = build_models(cfg, spec, torch.device("meta"))
     plan = make_plan(cfg, model, base)
-    return f"{P.format_plan(plan, cfg.optimizer.lr)}\n{sum(p.numel() for p in model.parameters()):,} parameters"
+    o = cfg.optimizer
+    table = P.format_plan(plan, o.lr, eps=o.get("eps"), weight_decay=o.get("weight_decay"), wd_mode=o.get("wd_mode", "coupled"))
+    return f"{table}\n{sum(p.numel() for p in model.parameters()):,} parameters"

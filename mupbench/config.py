@@ -16,7 +16,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -26,7 +26,9 @@ from mupbench.data import CHECKS as DATA_CHECKS
 from mupbench.data import DATASETS, dataset_module
 from mupbench.models import CHECKS as MODEL_CHECKS
 from mupbench.models import MODELS, model_module
-from mupbench.parametrization import ATTN_SCALES, OPTIMIZERS, PARAMETRIZATIONS
+from mupbench import schedules as S
+from mupbench.parametrization import ATTN_SCALES, DEPTH_ALPHAS, EPS_SCALINGS, OPTIMIZERS, PARAMETRIZATIONS, WD_MODES
+from mupbench.schedules import ScheduleConfig
 from mupbench.rules import ConfigError  # noqa: F401  (defined in the leaf module rules.py; imported from here by callers)
 from mupbench.sweep.rundirs import run_dirname
 from mupbench.trackers.config import LoggerConfig
@@ -40,6 +42,7 @@ class ParametrizationConfig:
     init_scale: float = 0.1  # c in the init std c/√fan-in
     attn_scale: str = "default"  # default (follows name) | sp | mup | paper (SP 1/√d_head, others 1/d_model)
     kernel_fan_in: bool = False  # conv fan-in × kernel area (the paper's code: channels only)
+    depth_alpha: Optional[float] = None  # null: no depth rule (the paper) | 0.5 depth-μP | 1.0 CompleteP (SPEC-AXES §3)
 
 
 @dataclass
@@ -54,6 +57,23 @@ class AdamConfig(OptimizerConfig):
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     impl: str = "auto"  # auto (= fused, CPU and CUDA) | fused | foreach | for_loop (mupbench.optim.LeanAdam)
+    eps_scaling: str = "none"  # none | grad | lr_proportional: ε per role (SPEC-AXES Table 1.1)
+    weight_decay: float = 0.0  # λ, decoupled (torch AdamW)
+    wd_mode: str = "coupled"  # coupled | width_invariant | independent (SPEC-AXES Table 2.1)
+    wd_on_vectors: bool = False  # false: only matrices and embeddings decay
+
+
+@dataclass
+class AdamAtan2Config(OptimizerConfig):
+    """Adam-atan2 (SPEC-AXES §1, [LUC]): ε-free, Adam's per-role lr rules."""
+
+    name: str = "adam_atan2"
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    a: float = 1.27
+    b: float = 1.0
+    weight_decay: float = 0.0
+    wd_mode: str = "coupled"
+    wd_on_vectors: bool = False
 
 
 @dataclass
@@ -90,6 +110,7 @@ class Config:
     dataset: Any = MISSING
     parametrization: ParametrizationConfig = MISSING
     optimizer: Any = MISSING
+    schedule: Any = field(default_factory=ScheduleConfig)  # s(t) on every group's lr (mupbench.schedules)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0  # seeds init, data order and dropout, each through its own stream
     name: str = "default"  # runs land in outputs/<name>/<the overrides that define the run>
@@ -122,6 +143,8 @@ def register_configs() -> None:
     cs.store(name=schema_name("parametrization"), node=ParametrizationConfig)
     cs.store(name=schema_name("optimizer", "adam"), node=AdamConfig)
     cs.store(name=schema_name("optimizer", "sgd"), node=SGDConfig)
+    cs.store(name=schema_name("optimizer", "adam_atan2"), node=AdamAtan2Config)
+    S.register(cs, schema_name)
     _register_group(cs, "model", MODELS)
     _register_group(cs, "dataset", DATASETS)
 
@@ -159,6 +182,7 @@ PARAMETRIZATION_CHECKS = {
     "init_scale": R.number(ge=0, hint="it is c in the init std c/√fan-in, e.g. 0.1"),
     "attn_scale": R.one_of(*ATTN_SCALES),
     "kernel_fan_in": R.flag(),
+    "depth_alpha": R.one_of(*DEPTH_ALPHAS, hint="null = no depth rule, 0.5 depth-μP, 1.0 CompleteP"),
 }
 IMPLS = ("auto", "fused", "foreach", "for_loop")
 _OPTIMIZER_COMMON = {
@@ -169,6 +193,12 @@ _OPTIMIZER_COMMON = {
 OPTIMIZER_CHECKS = {
     "adam": {**_OPTIMIZER_COMMON, "betas": R.list_of(R.number(ge=0, lt=1), length=2), "eps": R.number(gt=0, hint="PyTorch's default is 1e-8")},
     "sgd": {**_OPTIMIZER_COMMON, "momentum": R.number(ge=0, lt=1)},
+}
+_DECAY = {"weight_decay": R.number(ge=0, hint="λ; 0 = no weight decay"), "wd_mode": R.one_of(*WD_MODES), "wd_on_vectors": R.flag()}
+OPTIMIZER_CHECKS["adam"].update({"eps_scaling": R.one_of(*EPS_SCALINGS), **_DECAY})
+OPTIMIZER_CHECKS["adam_atan2"] = {
+    **{k: v for k, v in _OPTIMIZER_COMMON.items() if k != "impl"}, "betas": OPTIMIZER_CHECKS["adam"]["betas"], "a": R.number(gt=0, hint="the update's scale; [LUC] 1.27"),
+    "b": R.number(gt=0, hint="the denominator's scale; [LUC] 1"), **_DECAY,
 }
 COORD_CHECKS = {
     "widths": R.list_of(R.number(ge=1), unique=True),
@@ -216,6 +246,25 @@ def _coord_widths(cfg: DictConfig, model) -> None:
             raise ConfigError("coord.widths", f"width {zeta:g} cannot be built ({e})") from None
 
 
+def _check_axes(cfg: DictConfig, model) -> None:
+    """The schedule's keys and phases; a depth rule needs a model with residual blocks (and Adam under μP)."""
+    sched = cfg.get("schedule")
+    if sched is not None:
+        R.apply(S.CHECKS, sched, "schedule.")
+        S.check(sched, cfg.train.steps)
+    alpha = cfg.parametrization.get("depth_alpha")
+    if alpha is None:
+        return
+    if "base_blocks" not in cfg.model:
+        raise ConfigError("parametrization.depth_alpha", f"model={cfg.model.name} has no residual blocks; "
+                                                         "a depth rule is for model=vit or model=transformer (or set it to null)")
+    if cfg.parametrization.name not in ("sp", "mup"):
+        raise ConfigError("parametrization.depth_alpha", f"the depth rule is defined for parametrization=mup (or sp: residual "
+                                                         f"multiplier only), not {cfg.parametrization.name}")
+    if cfg.parametrization.name == "mup" and cfg.optimizer.name == "sgd":
+        raise ConfigError("parametrization.depth_alpha", "the depth rule (SPEC-AXES Table 3.1) is Adam's; use optimizer=adam or adam_atan2")
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject values that would fail or mislead later: one ConfigError naming the key to change
     and how. Each key's own rule first (the tables above, the models' and datasets' ``CHECKS``),
@@ -235,7 +284,8 @@ def validate(cfg: DictConfig) -> None:
     if "coord" in cfg:
         R.apply(COORD_CHECKS, cfg.coord, "coord.")
     p, t = cfg.parametrization, cfg.train
-    if p.name not in ("sp", "mup") and cfg.optimizer.name != "adam":
+    _check_axes(cfg, model)
+    if p.name not in ("sp", "mup") and cfg.optimizer.name == "sgd":
         raise ConfigError("optimizer", f"parametrization={p.name} is defined for Adam only; use optimizer=adam")
     if t.device.startswith("cuda"):
         import torch

@@ -14,6 +14,7 @@ import sys
 from omegaconf import OmegaConf
 
 from mupbench import config as C
+from mupbench import schedules as S
 from mupbench.data import DATASETS
 from mupbench.models import MODELS
 from mupbench.rules import Rule, show
@@ -26,7 +27,10 @@ CROSS_CHECKS = [
     ("dataset", "the model takes the dataset's inputs: mlp regression/classification, vgg/vit C×H×W images, "
                 "transformer token windows (the message lists the datasets that fit); vgg: images ≥ 16×16"),
     ("model.name, dataset.name, optimizer.name", "equal the chosen group option (choose with the group: model=NAME)"),
-    ("optimizer", "parametrization=ntk or mf needs optimizer=adam"),
+    ("optimizer", "parametrization=ntk or mf needs optimizer=adam or adam_atan2"),
+    ("schedule.warmup_frac, schedule.decay_frac", "cosine, wsd: the warmup and the decay fit in the run (sum ≤ 1)"),
+    ("parametrization.depth_alpha", "set: a model with residual blocks (vit, transformer: model.base_blocks); parametrization "
+                                    "sp (residual multiplier only) or mup; under mup optimizer=adam or adam_atan2"),
     ("train.device", "cuda, cuda:N: a CUDA GPU is visible"),
     ("train.batch_size", "≤ the rows of the dataset's train and val splits (synthetic, synthetic_images, and the "
                          "verified paper datasets; known without loading)"),
@@ -69,11 +73,13 @@ def _rows(schema, rules: dict[str, Rule], prefix: str, skip: tuple[str, ...] = (
 
 def sections() -> list[tuple[str, object, dict[str, Rule], str, tuple[str, ...]]]:
     """(title, schema, rules, key prefix, fields not listed there) for every schema of conf/."""
-    out = [("Top level", C.Config, C.TOP_CHECKS, "", ("model", "dataset", "parametrization", "optimizer", "train", "logger")),
+    out = [("Top level", C.Config, C.TOP_CHECKS, "", ("model", "dataset", "parametrization", "optimizer", "schedule", "train", "logger")),
            ("train", C.TrainConfig, C.TRAIN_CHECKS, "train.", ()),
            ("parametrization (sp, mup, ntk, mf)", C.ParametrizationConfig, C.PARAMETRIZATION_CHECKS, "parametrization.", ()),
            ("optimizer=adam", C.AdamConfig, C.OPTIMIZER_CHECKS["adam"], "optimizer.", ()),
+           ("optimizer=adam_atan2", C.AdamAtan2Config, C.OPTIMIZER_CHECKS["adam_atan2"], "optimizer.", ()),
            ("optimizer=sgd", C.SGDConfig, C.OPTIMIZER_CHECKS["sgd"], "optimizer.", ())]
+    out += [(f"schedule={option}", schema, S.checks(schema), "schedule.", ()) for option, schema in S.OPTIONS.items()]
     for group, registry in (("model", MODELS), ("dataset", DATASETS)):
         for option, path in registry.items():
             module = importlib.import_module(path)

@@ -31,7 +31,7 @@ METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 MULTIRUN = "multirun.yaml"  # Hydra writes it into a sweep dir at every launch
 JOB_LOG = "train.log"  # the Hydra job log of mupbench-train, written before the first step
-METRIC_COLUMNS = ("step", "train_loss", "val_loss", "elapsed_s")
+METRIC_COLUMNS = ("step", "train_loss", "val_loss", "elapsed_s", "lr")  # lr: k·s(t), the base lr of that step
 STATUSES = ("completed", "diverged", "failed")
 FINISHED = ("completed", "diverged")  # a run in one of these states is a result: never rerun
 # files that show a run dir was started although it has no record yet

@@ -48,7 +48,7 @@ def test_group_records_are_the_single_runs_and_reruns_skip(tmp_path):
     for cfg, d, rec in zip(configs, dirs, records):
         alone = run_point(cfg, tmp_path / "single" / d.name)
         assert read(d) == rec
-        assert (d / METRICS).read_text().splitlines()[0] == "step,train_loss,val_loss,elapsed_s"
+        assert (d / METRICS).read_text().splitlines()[0] == "step,train_loss,val_loss,elapsed_s,lr"
         assert not (d / CHECKPOINT).exists()
         assert set(rec) == set(alone) | {"batched"}
         for key in ("status", "diverged_step", "steps_done", "fingerprint", "seed", "lr", "width", "setup", "num_params", "config", "data"):

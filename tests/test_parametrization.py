@@ -132,8 +132,8 @@ def test_print_params_table(cli):
     out = cli("print_params=true", "model.width_mult=4")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["parameter", "shape", "kind", "role", "fan_in", "fan_out", "init", "lr"]
+    assert lines[0].split() == ["parameter", "shape", "kind", "role", "fan_in", "fan_out", "init", "lr", "eps", "wd"]
     row = next(line.split() for line in lines if line.startswith("4.weight"))
-    assert row[1:4] == ["1×64", "weight", "output"] and row[-1] == "0.00025"
+    assert row[1:4] == ["1×64", "weight", "output"] and row[-3:] == ["0.00025", "1e-08", "0"]
     assert "4,801 parameters" in out.stdout
     assert "completed" not in out.stdout  # the table only: nothing was trained

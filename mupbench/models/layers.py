@@ -24,6 +24,7 @@ class TransformerConfig(ModelConfig):
     heads (for the attention scale), so those names are part of the contract."""
 
     blocks: int = 6
+    base_blocks: int = 6  # L0: the depth rule's base (m_L = blocks / base_blocks; parametrization.depth_alpha)
     heads: int = 8  # at every width, so d_head grows with ζ
     mlp_ratio: int = 4  # MLP hidden width = mlp_ratio · d
     dropout: float = 0.0  # on the embeddings and on each residual branch
@@ -34,6 +35,7 @@ class TransformerConfig(ModelConfig):
 TRANSFORMER_CHECKS = {
     **MODEL_CHECKS,
     "blocks": integer(ge=1),
+    "base_blocks": integer(ge=1, hint="L0, the depth at which a depth rule equals plain μP"),
     "heads": integer(ge=1, hint="the heads split d = base_width·ζ evenly at every width"),
     "mlp_ratio": integer(ge=1),
     "dropout": probability(),
@@ -106,10 +108,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN: x + drop(attn(LN x)), then x + drop(mlp(LN x))."""
+    """Pre-LN: x + drop(attn(LN x)), then x + drop(mlp(LN x)); with a residual multiplier r ≠ 1
+    (the depth rule's m_L^−α, given as a plain number) x + r·drop(attn(LN x)), and so for the MLP."""
 
-    def __init__(self, cfg, d: int, scale: float | None, causal: bool):
+    def __init__(self, cfg, d: int, scale: float | None, causal: bool, residual_scale: float = 1.0):
         super().__init__()
+        self.residual_scale = float(residual_scale)
         self.ln1 = nn.LayerNorm(d)
         self.attn = SelfAttention(d, cfg.heads, scale, causal, cfg.attn_out_proj)
         self.ln2 = nn.LayerNorm(d)
@@ -117,8 +121,12 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x)))
-        return x + self.drop(self.mlp(self.ln2(x)))
+        r = self.residual_scale
+        if r == 1.0:  # no depth rule, or the base depth: not even a multiply by one
+            x = x + self.drop(self.attn(self.ln1(x)))
+            return x + self.drop(self.mlp(self.ln2(x)))
+        x = x + r * self.drop(self.attn(self.ln1(x)))
+        return x + r * self.drop(self.mlp(self.ln2(x)))
 
 
 def check_task(spec, task: str, ndim: int, model: str) -> None:

@@ -37,7 +37,9 @@ def check(cfg, spec) -> None:
 
 
 class TransformerLM(nn.Module):
-    def __init__(self, cfg, spec, attn_scale: float | None):
+    residual_stack = "blocks"  # the ModuleList of residual blocks (the depth rule's block parameters)
+
+    def __init__(self, cfg, spec, attn_scale: float | None, residual_scale: float = 1.0):
         super().__init__()
         check_task(spec, "lm", 1, "transformer")
         d = model_width(cfg)
@@ -45,7 +47,7 @@ class TransformerLM(nn.Module):
         self.pos_start = cfg.pos_start
         self.tok_emb = nn.Embedding(spec.num_outputs, d)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, d, attn_scale, causal=True) for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(Block(cfg, d, attn_scale, residual_scale=residual_scale, causal=True) for _ in range(cfg.blocks))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, spec.num_outputs)  # untied from tok_emb: the two scale differently under μP
 
@@ -61,5 +63,6 @@ class TransformerLM(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def build(cfg, spec, attn_scale: float | None) -> nn.Module:
-    return TransformerLM(cfg, spec, attn_scale)
+def build(cfg, spec, attn_scale: float | None, residual_scale: float = 1.0) -> nn.Module:
+    """``residual_scale``: the multiplier of both branches of every block (the depth rule's m_L^−α)."""
+    return TransformerLM(cfg, spec, attn_scale, residual_scale)

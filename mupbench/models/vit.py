@@ -40,7 +40,9 @@ def check(cfg, spec) -> None:
 
 
 class ViT(nn.Module):
-    def __init__(self, cfg, spec, attn_scale: float | None):
+    residual_stack = "blocks"  # the ModuleList of residual blocks (the depth rule's block parameters)
+
+    def __init__(self, cfg, spec, attn_scale: float | None, residual_scale: float = 1.0):
         super().__init__()
         check_task(spec, "classification", 3, "vit")
         d = model_width(cfg)
@@ -49,7 +51,7 @@ class ViT(nn.Module):
         self.patch = nn.Conv2d(spec.input_shape[0], d, cfg.patch_size, stride=cfg.patch_size, bias=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, d, attn_scale, causal=False) for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(Block(cfg, d, attn_scale, residual_scale=residual_scale, causal=False) for _ in range(cfg.blocks))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, spec.num_outputs)
 
@@ -62,5 +64,6 @@ class ViT(nn.Module):
         return self.head(self.ln_f(x[:, 0]))  # classify from the class token alone
 
 
-def build(cfg, spec, attn_scale: float | None) -> nn.Module:
-    return ViT(cfg, spec, attn_scale)
+def build(cfg, spec, attn_scale: float | None, residual_scale: float = 1.0) -> nn.Module:
+    """``residual_scale``: the multiplier of both branches of every block (the depth rule's m_L^−α)."""
+    return ViT(cfg, spec, attn_scale, residual_scale)

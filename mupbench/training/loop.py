@@ -9,8 +9,13 @@ recorded as diverged at that exact step and dropped.
 
 A stepper is anything with ``size`` (members left), ``next_batch()``, ``step(batch) -> (M,)``
 pre-update losses, ``train_losses(batch) -> (M,)`` (no update), ``evaluate() -> (M,)``,
-``save(i, path, step, history, train_time_s, fingerprint)`` and ``drop(keep)``: a single run is
+``save(i, path, step, history, train_time_s, fingerprint)``, ``drop(keep)``, ``ks`` (each member's
+k) and ``schedule`` (s(t), or None for a constant lr) with ``set_lr_scale(s)``: a single run is
 one member (mupbench.training.single), an ensemble M (mupbench.training.stacked).
+
+The schedule is applied here, once for both: before each update the stepper's lrs become
+k·ρ·s(t); each history row's ``lr`` is k·s(t), the base lr of that step's update (the final
+evaluation's: s(T)).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def train(stepper, members: list[Member], train_cfg, start: int = 0) -> list[Out
     ids = list(range(len(members)))  # stepper position → member number
     losses = torch.full((t.steps + 1, len(members)), float("nan"), device=stepper.device, dtype=torch.float32)
     checked = start  # steps below this are known to have finite losses
+    schedule = getattr(stepper, "schedule", None)  # s(t) (mupbench.schedules), None for the constant lr
     t0 = last_log = time.perf_counter()
 
     def finish(positions: list[int], status: str, steps_done: list[int]) -> None:
@@ -98,6 +104,9 @@ def train(stepper, members: list[Member], train_cfg, start: int = 0) -> list[Out
 
     for step in range(start, t.steps + 1):
         is_eval = step % t.eval_every == 0 or step == t.steps
+        s = 1.0 if schedule is None else schedule(step)
+        if schedule is not None and step < t.steps:
+            stepper.set_lr_scale(s)  # this step's lrs: k·ρ·s(t), in every parameter group / member
         if is_eval:
             check(step)
             if not ids:
@@ -115,7 +124,7 @@ def train(stepper, members: list[Member], train_cfg, start: int = 0) -> list[Out
             bad = []
             for p, i in enumerate(ids):
                 row = {"step": step, "train_loss": train_losses[p], "val_loss": val_losses[p],
-                       "elapsed_s": round(members[i].prior_time_s + elapsed, 3)}
+                       "elapsed_s": round(members[i].prior_time_s + elapsed, 3), "lr": stepper.ks[p] * s}
                 members[i].history.append(row)
                 if members[i].on_eval is not None:
                     members[i].on_eval(row)

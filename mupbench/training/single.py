@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from mupbench import schedules as S
 from mupbench.assemble import Run, autocast
 from mupbench.training import checkpoint
 
@@ -23,10 +24,20 @@ class SingleStepper:
         self.run, self.device = run, run.device
         self.size = 1
         self._amp = autocast(run.cfg, run.device)  # bf16 autocast, or a no-op context
+        self.ks = [float(run.cfg.optimizer.lr)]  # k (the loop's lr column)
+        self.schedule = S.multiplier(run.cfg.get("schedule"), run.cfg.train.steps)
+        # each group's k·ρ, from the config (a resumed optimizer's groups hold the lr of its last step)
+        self._base_lrs = [self.ks[0] * g["lr_mult"] for g in run.optimizer.param_groups] if self.schedule else []
         run.model.train()
 
     def next_batch(self) -> tuple[torch.Tensor, ...]:
         return self.run.train_sampler.next()
+
+    def set_lr_scale(self, s: float) -> None:
+        """The schedule's s(t) for the next step: each group's lr is k·ρ·s (a Python float: no
+        device sync; torch AdamW's decay lr·λ_torch follows)."""
+        for g, base in zip(self.run.optimizer.param_groups, self._base_lrs):
+            g["lr"] = base * s
 
     def step(self, batch) -> torch.Tensor:
         run = self.run

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from mupbench import parametrization as P
+from mupbench import schedules as S
 from mupbench.assemble import Run, autocast, stream_seed
 from mupbench.data import IndexSampler
 from mupbench.optim import StackedFusedAdam, build_stacked
@@ -92,8 +94,15 @@ class StackedStepper:
         self.names = [e.name for e in r0.plan]
         named = [dict(r.model.named_parameters()) for r in runs]
         self.params = [torch.stack([n[name].detach() for n in named]).requires_grad_() for name in self.names]
-        lrs = torch.tensor([[float(r.cfg.optimizer.lr) * e.lr_mult for e in r0.plan] for r in runs], dtype=torch.float64)
-        self.opt = build_stacked(self.cfg, self.params, lrs.to(self.device), self.device, step)
+        o = self.cfg.optimizer
+        self.ks = [float(r.cfg.optimizer.lr) for r in runs]  # each member's k (the loop's lr column)
+        lrs = torch.tensor([[k * e.lr_mult for e in r0.plan] for k in self.ks], dtype=torch.float64).to(self.device)
+        self.base_lrs = lrs  # k·ρ: the schedule's s(t) multiplies them (set_lr_scale)
+        wds = [[P.torch_weight_decay(e, o.get("weight_decay", 0.0), o.get("wd_mode", "coupled"), k) for e in r0.plan] for k in self.ks]
+        wd = torch.tensor(wds, dtype=torch.float64).to(self.device) if any(any(row) for row in wds) else None
+        eps = [o.eps * e.eps_mult for e in r0.plan] if "eps" in o else None
+        self.opt = build_stacked(self.cfg, self.params, lrs, self.device, step, eps=eps, weight_decay=wd)
+        self.schedule = S.multiplier(self.cfg.get("schedule"), self.cfg.train.steps)
         own = dict(r0.model.named_parameters())
         position = {id(p): k for k, p in enumerate(p for g in r0.optimizer.param_groups for p in g["params"])}
         self.opt_order = [position[id(own[name])] for name in self.names]  # plan order → the torch optimizer's order
@@ -131,7 +140,9 @@ class StackedStepper:
     def drop(self, keep: list[int]) -> None:
         """Keep only the members at positions ``keep`` (the others are recorded): less work."""
         self.runs = [self.runs[i] for i in keep]
+        self.ks = [self.ks[i] for i in keep]
         idx = torch.tensor(keep, device=self.device)
+        self.base_lrs = self.base_lrs[idx]
         self.params = [p.detach()[idx].requires_grad_() for p in self.params]
         self.opt.select(idx)
         self.train_sampler.select(keep)
@@ -148,6 +159,10 @@ class StackedStepper:
 
     def next_batch(self) -> tuple[torch.Tensor, ...]:
         return self.train_sampler.next()
+
+    def set_lr_scale(self, s: float) -> None:
+        """The schedule's s(t) for the next step: every member's lrs are k·ρ·s (decay follows)."""
+        self.opt.lrs = self.base_lrs * s
 
     def step(self, batch) -> torch.Tensor:
         """Forward, backward and update of every member; the (M,) pre-update losses."""
