@@ -131,3 +131,24 @@ def test_a_cosine_schedule_changes_the_run_and_its_lr_column():
     cos = history(compose([*MLP, "optimizer.lr=0.01", "schedule=cosine", "schedule.warmup_frac=0.1"]))
     assert [h["lr"] for h in plain] == [0.01] * len(plain)
     assert cos[0]["lr"] == 0.0 and cos[-1]["lr"] == pytest.approx(0.001) and losses(cos) != losses(plain)
+
+
+def test_a_run_with_a_schedule_and_decay_resumes_to_the_uninterrupted_record(tmp_path, monkeypatch):
+    """A resumed optimizer's groups hold the lr of its last step; the schedule restarts from k·ρ·s(t)."""
+    from test_lifecycle import crash_at
+
+    from mupbench.lifecycle import run_point
+    from mupbench.records import METRICS
+
+    cfg = compose([*MLP, "train.steps=60", "train.ckpt_every=25", "model.width_mult=2", *ALL_ON, "optimizer.wd_mode=independent"])
+    whole = run_point(cfg, tmp_path / "whole")
+    undo = crash_at(monkeypatch, SingleStepper, 40)
+    with pytest.raises(KeyboardInterrupt):
+        run_point(cfg, tmp_path / "resumed")
+    undo()
+    resumed = run_point(cfg, tmp_path / "resumed")
+    assert resumed["resumed_from"] == 25
+    for key in ("min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss", "status"):
+        assert resumed[key] == whole[key], key
+    lrs = [line.split(",")[-1] for line in (tmp_path / "whole" / METRICS).read_text().splitlines()[1:]]
+    assert lrs == [line.split(",")[-1] for line in (tmp_path / "resumed" / METRICS).read_text().splitlines()[1:]]
