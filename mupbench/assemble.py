@@ -85,8 +85,9 @@ def build_models(cfg: DictConfig, spec: DataSpec, device: torch.device) -> tuple
     base_cfg.width_mult = 1.0
     # a model's own ConfigError names its key (model.heads, model.patch_size, dataset, ...);
     # config.validate says the same before any work
-    # a model with residual blocks: their branches' multiplier m_L^−α (SPEC-AXES §3)
-    extras = {"residual_scale": P.residual_scale(axes(cfg))} if "base_blocks" in cfg.model else {}
+    extras = module.scales(cfg) if hasattr(module, "scales") else {}  # model=custom: attn_scale, readout_mult
+    if "base_blocks" in cfg.model:  # a model with residual blocks: their branches' multiplier m_L^−α (SPEC-AXES §3)
+        extras["residual_scale"] = P.residual_scale(axes(cfg))
     with torch.device("meta"):
         base = module.build(base_cfg, spec, attention_scale(cfg), **extras)
     with torch.device(device):
@@ -113,8 +114,6 @@ def optimizer_groups(cfg: DictConfig, model: nn.Module, plan: list[P.ParamPlan])
     o = cfg.optimizer
     return P.param_groups(model, plan, o.lr, eps=o.eps if "eps" in o else None, weight_decay=o.get("weight_decay", 0.0),
                           wd_mode=o.get("wd_mode", "coupled"))
-
-
 
 
 def denormals(n: int) -> torch.Tensor:
@@ -260,6 +259,8 @@ def describe_params(cfg: DictConfig) -> str:
     spec = load_splits(cfg.dataset, torch.device("cpu")).spec
     model, base = build_models(cfg, spec, torch.device("meta"))
     plan = make_plan(cfg, model, base)
+    module = model_module(cfg.model.name)
+    notes = "".join(f"\n{line}" for line in (module.notes(cfg.model, model) if hasattr(module, "notes") else []))
     o = cfg.optimizer
     table = P.format_plan(plan, o.lr, eps=o.get("eps"), weight_decay=o.get("weight_decay"), wd_mode=o.get("wd_mode", "coupled"))
-    return f"{table}\n{sum(p.numel() for p in model.parameters()):,} parameters"
+    return f"{table}\n{sum(p.numel() for p in model.parameters()):,} parameters{notes}"

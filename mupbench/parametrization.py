@@ -16,6 +16,8 @@ from typing import Callable, Iterable, NamedTuple
 import torch
 from torch import nn
 
+from mupbench.roles import infer_roles
+
 PARAMETRIZATIONS = ("sp", "mup", "ntk", "mf")
 OPTIMIZERS = ("adam", "adam_atan2", "sgd")
 RULE_FAMILY = {"adam_atan2": "adam"}  # optimizers that take another one's rule rows (Adam-atan2: Adam's lr rules)
@@ -25,9 +27,6 @@ DEPTH_ALPHAS = (None, 0.5, 1.0)  # parametrization.depth_alpha: no depth rule, d
 DECAYED_KINDS = ("weight", "embedding")  # what weight decay reaches unless optimizer.wd_on_vectors
 ATTN_SCALES = ("default", "sp", "mup", "paper")
 TOKEN_STD = 0.02  # class token and token embedding (SPEC §1.2), the same in every parametrization
-
-_MATRIX_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_NORM_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 @dataclass(frozen=True)
@@ -48,26 +47,8 @@ class ParamPlan:
     eps_mult: float = 1.0  # its Adam ε is eps_mult × optimizer.eps (optimizer.eps_scaling)
     wd_mult: float = 0.0  # its λ_torch is wd_mult × optimizer.weight_decay (÷ k in wd_mode=independent)
     block: bool = False  # under the model's residual stack (the depth rule's "block" parameters)
-
-
-def _kind_and_fans(module: nn.Module, pname: str, p: torch.Tensor, kernel_fan_in: bool) -> tuple[str, int, int]:
-    """The parameter's kind and its (fan-in, fan-out), by the module that owns it (SPEC §1.1)."""
-    if isinstance(module, _MATRIX_MODULES) and pname == "weight":
-        fan_in = p.shape[1] * (math.prod(p.shape[2:]) if kernel_fan_in else 1)
-        return "weight", fan_in, p.shape[0]
-    if isinstance(module, nn.Embedding) and pname == "weight":
-        return "embedding", p.shape[0], p.shape[1]  # a V×d table: fan-in V, fan-out d
-    if isinstance(module, _NORM_MODULES):
-        return ("norm_weight" if pname == "weight" else "norm_bias"), 1, p.numel()
-    if pname == "bias" or p.dim() == 1:
-        return "bias", 1, p.numel()
-    return "token", 1, p.numel()  # a free parameter such as a class token
-
-
-def _role(grows_in: bool, grows_out: bool) -> str:
-    return {(False, True): "input", (True, True): "hidden", (True, False): "output", (False, False): "scalar"}[
-        (grows_in, grows_out)
-    ]
+    inferred: bool = False  # its kind and fans were decided by mupbench.roles' rule for unknown modules
+    tied: tuple[str, ...] = ()  # the other names of this tensor (weight tying: one role, one optimizer entry)
 
 
 class Fans(NamedTuple):
@@ -116,8 +97,6 @@ def m0_over_m(c: float, f: Fans) -> float:
 
 def sqrt_m0_over_m(c: float, f: Fans) -> float:
     return math.sqrt(f.m0 / f.m)
-
-
 
 
 class Rule(NamedTuple):
@@ -182,12 +161,6 @@ def rule(param: str, optimizer: str, role: str) -> Rule:
     return RULES[param, optimizer][role]
 
 
-def _owned_parameters(model: nn.Module) -> Iterable[tuple[str, nn.Module, str, torch.Tensor]]:
-    for mod_name, module in model.named_modules():
-        for pname, p in module.named_parameters(recurse=False):
-            yield (f"{mod_name}.{pname}" if mod_name else pname), module, pname, p
-
-
 def residual_parameters(model: nn.Module) -> set[str]:
     """The names of the parameters inside the model's residual blocks: those under the ModuleList
     the model names as its ``residual_stack`` (the ViT's and the Transformer's ``blocks``); none
@@ -248,19 +221,15 @@ def make_plan(
     """
     if param not in PARAMETRIZATIONS:
         raise ValueError(f"unknown parametrization {param!r}; choose one of {PARAMETRIZATIONS}")
-    base = {name: (module, pname, p) for name, module, pname, p in _owned_parameters(base_model)}
     blocks = residual_parameters(model)
     plan = []
-    for name, module, pname, p in _owned_parameters(model):
-        if name not in base:
-            raise ValueError(f"parameter {name} has no counterpart in the ζ = 1 model; the two must share a structure")
-        kind, n, m = _kind_and_fans(module, pname, p, kernel_fan_in)
-        _, n0, m0 = _kind_and_fans(*base[name], kernel_fan_in)
-        role = _role(n != n0, m != m0)
-        r, fans = rule(param, optimizer, role), Fans(n, m, n0, m0)
+    for e in infer_roles(model, base_model, kernel_fan_in):  # mupbench.roles: kinds, fans and roles from shapes
+        name, kind = e.name, e.kind
+        r, fans = rule(param, optimizer, e.role), Fans(e.fan_in, e.fan_out, e.base_fan_in, e.base_fan_out)
         init, std = ("normal", r.std(init_scale, fans)) if kind == "weight" else INIT_BY_KIND[kind]
         lr_mult, eps_mult, wd_mult = _axes_mults(axes, param, kind, name in blocks, r.lr(init_scale, fans), r.grad(init_scale, fans))
-        plan.append(ParamPlan(name, tuple(p.shape), kind, role, n, m, n0, m0, init, std, lr_mult, eps_mult, wd_mult, name in blocks))
+        plan.append(ParamPlan(name, e.shape, kind, e.role, *fans, init, std, lr_mult, eps_mult, wd_mult, name in blocks,
+                              e.inferred, e.tied))
     return plan
 
 
@@ -338,7 +307,8 @@ def format_plan(plan: list[ParamPlan], lr: float, eps: float | None = None, weig
         init = f"N(0, {e.init_std:.4g})" if e.init == "normal" else e.init
         extra = ("—" if eps is None else f"{eps * e.eps_mult:.4g}",
                  f"{torch_weight_decay(e, weight_decay or 0.0, wd_mode, lr):.4g}") if axes else ()
-        rows.append((e.name, "×".join(map(str, e.shape)), e.kind, e.role, str(e.fan_in), str(e.fan_out), init, f"{lr * e.lr_mult:.4g}", *extra))
+        role = e.role + (" (inferred)" if e.inferred else "") + (f" (tied: {', '.join(e.tied)})" if e.tied else "")
+        rows.append((e.name, "×".join(map(str, e.shape)), e.kind, role, str(e.fan_in), str(e.fan_out), init, f"{lr * e.lr_mult:.4g}", *extra))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -24,6 +24,7 @@ DATASETS = {
     "synthetic_images": "mupbench.data.synthetic_images",
     "tiny_shakespeare": "mupbench.data.tiny_shakespeare",
     "synthetic_tokens": "mupbench.data.synthetic_tokens",
+    "custom": "mupbench.data.custom",  # your own: dataset.factory=package.module:function
 }
 
 

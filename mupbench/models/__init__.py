@@ -29,6 +29,7 @@ MODELS = {
     "vgg": "mupbench.models.vgg",
     "vit": "mupbench.models.vit",
     "transformer": "mupbench.models.transformer",
+    "custom": "mupbench.models.custom",  # your own: model.factory=package.module:function
 }
 
 

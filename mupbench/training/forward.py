@@ -101,11 +101,14 @@ def sequential_ops(model: nn.Module) -> list[tuple] | None:
 class StackedForward:
     """``losses(params, x, y, train, gens) -> (M,)``: every member's loss on its own batch."""
 
-    def __init__(self, model: nn.Module, names: list[str], loss_fn: Callable, device: torch.device, mode: str = "auto"):
-        self.names, self.loss_fn, self.device = names, loss_fn, device
+    def __init__(self, model: nn.Module, names: list[str], loss_fn: Callable, device: torch.device, mode: str = "auto",
+                 buffer_names: list[str] = ()):
+        """``buffer_names``: the model's buffers (BatchNorm's running statistics), passed per member
+        to every forward, so that each member updates and evaluates with its own."""
+        self.names, self.loss_fn, self.device, self.buffer_names = names, loss_fn, device, list(buffer_names)
         self.feed = _MaskFeed()
         self.dropout_specs: list[tuple] | None = None  # learnt from the first training batch
-        ops = sequential_ops(model) if mode in ("auto", "bmm") else None
+        ops = sequential_ops(model) if mode in ("auto", "bmm") and not self.buffer_names else None
         if mode == "bmm" and ops is None:
             raise ValueError("forward='bmm' needs an nn.Sequential of Linear/ReLU/Flatten/Dropout")
         if ops is not None:
@@ -117,11 +120,12 @@ class StackedForward:
         self.mode = "vmap"
         self.skeleton = copy.deepcopy(model)
         _feed_dropouts(self.skeleton, self.feed)
-        skeleton, feed = self.skeleton, self.feed
+        skeleton, feed, buffer_names = self.skeleton, self.feed, self.buffer_names
 
-        def member_loss(params, x, y, masks):
+        def member_loss(params, buffers, x, y, masks):
             feed.masks = list(masks)
-            return loss_fn(functional_call(skeleton, dict(zip(names, params)), (x,)), y)
+            tensors = {**dict(zip(names, params)), **dict(zip(buffer_names, buffers))}  # buffers updated in place
+            return loss_fn(functional_call(skeleton, tensors, (x,)), y)
 
         self._vmapped = vmap(member_loss, randomness="error")
 
@@ -186,7 +190,7 @@ class StackedForward:
         return [torch.stack(layer) for layer in zip(*per_member)]
 
     def losses(self, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, train: bool,
-               gens: list[torch.Generator]) -> torch.Tensor:
+               gens: list[torch.Generator], buffers: list[torch.Tensor] = ()) -> torch.Tensor:
         if train and self.dropout_specs is None:
             self._probe_dropout(params, x)
         masks = self._masks(gens) if train and self.dropout_specs else []
@@ -195,5 +199,5 @@ class StackedForward:
         self.skeleton.train(train)
         if self.device.type == "cuda":  # the fused attention kernels' backward breaks under vmap
             with sdpa_kernel(SDPBackend.MATH):
-                return self._vmapped(tuple(params), x, y, masks)
-        return self._vmapped(tuple(params), x, y, masks)
+                return self._vmapped(tuple(params), tuple(buffers), x, y, masks)
+        return self._vmapped(tuple(params), tuple(buffers), x, y, masks)

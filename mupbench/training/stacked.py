@@ -94,6 +94,10 @@ class StackedStepper:
         self.names = [e.name for e in r0.plan]
         named = [dict(r.model.named_parameters()) for r in runs]
         self.params = [torch.stack([n[name].detach() for n in named]).requires_grad_() for name in self.names]
+        # buffers (BatchNorm's running statistics): stacked too, each member's model views its slice
+        self.buffer_names = [name for name, _ in r0.model.named_buffers()]
+        owned = [dict(r.model.named_buffers()) for r in runs]
+        self.buffers = [torch.stack([b[name] for b in owned]) for name in self.buffer_names]
         o = self.cfg.optimizer
         self.ks = [float(r.cfg.optimizer.lr) for r in runs]  # each member's k (the loop's lr column)
         lrs = torch.tensor([[k * e.lr_mult for e in r0.plan] for k in self.ks], dtype=torch.float64).to(self.device)
@@ -119,7 +123,7 @@ class StackedStepper:
             if state is not None:
                 g.set_state(state)
         self.alive = torch.ones(len(runs), dtype=torch.bool, device=self.device)
-        self.forward = StackedForward(r0.model, self.names, r0.loss_fn, self.device, forward)
+        self.forward = StackedForward(r0.model, self.names, r0.loss_fn, self.device, forward, self.buffer_names)
         self._share_params()
 
     @property
@@ -136,6 +140,9 @@ class StackedStepper:
             own = dict(r.model.named_parameters())
             for name, p in zip(self.names, self.params):
                 own[name].data = p.detach()[i]
+            own = dict(r.model.named_buffers())
+            for name, b in zip(self.buffer_names, self.buffers):
+                own[name].data = b[i]
 
     def drop(self, keep: list[int]) -> None:
         """Keep only the members at positions ``keep`` (the others are recorded): less work."""
@@ -144,6 +151,7 @@ class StackedStepper:
         idx = torch.tensor(keep, device=self.device)
         self.base_lrs = self.base_lrs[idx]
         self.params = [p.detach()[idx].requires_grad_() for p in self.params]
+        self.buffers = [b[idx] for b in self.buffers]
         self.opt.select(idx)
         self.train_sampler.select(keep)
         self.val_sampler.select(keep)
@@ -155,7 +163,7 @@ class StackedStepper:
         """(M,) losses of the members on their own batches (x, y stacked on dim 0)."""
         params = self.params if train else [p.detach() for p in self.params]
         with autocast(self.cfg, self.device):
-            return self.forward.losses(params, x, y, train, self.dropout_gens)
+            return self.forward.losses(params, x, y, train, self.dropout_gens, self.buffers)
 
     def next_batch(self) -> tuple[torch.Tensor, ...]:
         return self.train_sampler.next()
@@ -206,7 +214,7 @@ class StackedStepper:
         rng = {"cuda" if self.device.type == "cuda" else "cpu": self.dropout_gens[i].get_state()}
         if self.device.type == "cuda":
             rng["cpu"] = torch.get_rng_state()
-        own = list(run.model.parameters())
+        own = [*run.model.parameters(), *run.model.buffers()]
         views = [p.data for p in own]
         try:
             for p in own:
