@@ -191,7 +191,7 @@ _OPTIMIZER_COMMON = {
     "impl": R.one_of(*IMPLS),
 }
 OPTIMIZER_CHECKS = {
-    "adam": {**_OPTIMIZER_COMMON, "betas": R.list_of(R.number(ge=0, lt=1), length=2), "eps": R.number(gt=0, hint="PyTorch's default is 1e-8")},
+    "adam": {**_OPTIMIZER_COMMON, "betas": R.list_of(R.number(ge=0, lt=1), length=2), "eps": R.number(ge=0, hint="PyTorch's default is 1e-8; 0 is allowed, as torch.optim.Adam allows it")},
     "sgd": {**_OPTIMIZER_COMMON, "momentum": R.number(ge=0, lt=1)},
 }
 _DECAY = {"weight_decay": R.number(ge=0, hint="λ; 0 = no weight decay"), "wd_mode": R.one_of(*WD_MODES), "wd_on_vectors": R.flag()}

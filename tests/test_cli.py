@@ -97,7 +97,7 @@ BAD = [
     ("optimizer.betas=[0.9,1.0]", "optimizer.betas"),
     ("optimizer.betas=[0.9,0.99,0.999]", "optimizer.betas"),
     ("optimizer.eps=-1", "optimizer.eps"),
-    ("optimizer.eps=0", "optimizer.eps"),
+    ("optimizer.eps=nan", "optimizer.eps"),  # 0 is valid (torch.optim.Adam accepts it; the mup oracle uses it)
     ("optimizer.impl=fast", "optimizer.impl"),
     ("optimizer=sgd optimizer.momentum=1.5", "optimizer.momentum"),
     ("optimizer=sgd optimizer.momentum=-0.1", "optimizer.momentum"),

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import TINY
 
+pytestmark = pytest.mark.slow  # the full tier: a Python process per command
+
 
 def one_line(out) -> str:
     lines = [line for line in out.stderr.splitlines() if line.strip()]

@@ -17,6 +17,8 @@ RECORD_KEYS = {
     "parametrization", "optimizer", "width_mult", "width", "lr", "seed", "steps",
 }
 
+pytestmark = pytest.mark.slow  # the full tier: a Python process per command
+
 
 def records(root):
     return {p.parent.name: json.loads(p.read_text()) for p in root.rglob("result.json")}
