@@ -302,6 +302,18 @@ def validate(cfg: DictConfig) -> None:
                                               f"{'train' if rows[0] <= rows[1] else 'val'} split; use at most {min(rows)}")
     if "coord" in cfg:
         _coord_widths(cfg, model)
+    _trackers_installed(cfg)
+
+
+def _trackers_installed(cfg: DictConfig) -> None:
+    """A selected tracker whose package is missing is refused here, before any work (mupbench.trackers
+    imports no tracker package and no torch to find out)."""
+    from mupbench.trackers import TrackerError, check
+
+    try:
+        check(cfg.get("logger"))
+    except TrackerError as e:
+        raise ConfigError(e.key, str(e).removeprefix(f"{e.key}: ")) from None
 
 
 def writable_dir_problem(path: str | os.PathLike) -> str | None:
