@@ -157,8 +157,8 @@ def test_bad_value_is_one_line_naming_the_key(capsys, cwd, override, key):
 def test_issue_cases_say_what_to_do(capsys, cwd):
     assert "pick heads that divide model.base_width" in refused(capsys, cwd, *TINY, *IMG, "model=vit", "model.heads=7")
     line = refused(capsys, cwd, *TINY, "model=mlp", "dataset=tiny_shakespeare")
-    assert "use dataset=synthetic|california_housing|cifar10|synthetic_images (or model=transformer)" in line
-    assert "use dataset=cifar10|synthetic_images (or model=mlp)" in refused(capsys, cwd, *TINY, "model=vgg")
+    assert "use dataset=synthetic|california_housing|cifar10|synthetic_images (or model=transformer|custom)" in line
+    assert "use dataset=cifar10|synthetic_images (or model=mlp|custom)" in refused(capsys, cwd, *TINY, "model=vgg")
     assert "1 - p" in refused(capsys, cwd, *TINY, *IMG, "model=vit", "model.dropout=1.5")
 
 
@@ -361,7 +361,7 @@ def app_groups(monkeypatch):
 
 
 @pytest.mark.parametrize("line, expect", [
-    ("mupbench-train model=", {"model=mlp", "model=transformer", "model=vgg", "model=vit"}),
+    ("mupbench-train model=", {"model=mlp", "model=transformer", "model=vgg", "model=vit", "model=custom"}),
     ("mupbench-train dataset=synthetic_", {"dataset=synthetic_images", "dataset=synthetic_tokens"}),
     ("mupbench-train parametrization=", {"parametrization=mf", "parametrization=mup", "parametrization=ntk", "parametrization=sp"}),
     ("mupbench-train +experiment=vgg", {"+experiment=vgg_cifar10", "+experiment=vgg_cifar10_quick"}),
