@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from mupbench.records import CHECKPOINT
+from mupbench.trackers.progress import Progress
 
 log = logging.getLogger("mupbench")
 
@@ -58,13 +59,6 @@ class Outcome:
     resumed_from: int | None = None
 
 
-def _fmt_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def train(stepper, members: list[Member], train_cfg, start: int = 0) -> list[Outcome]:
     """Train every member from step ``start`` to ``train_cfg.steps``; one Outcome per member."""
     t = train_cfg
@@ -73,7 +67,7 @@ def train(stepper, members: list[Member], train_cfg, start: int = 0) -> list[Out
     losses = torch.full((t.steps + 1, len(members)), float("nan"), device=stepper.device, dtype=torch.float32)
     checked = start  # steps below this are known to have finite losses
     schedule = getattr(stepper, "schedule", None)  # s(t) (mupbench.schedules), None for the constant lr
-    t0 = last_log = time.perf_counter()
+    t0 = time.perf_counter()
 
     def finish(positions: list[int], status: str, steps_done: list[int]) -> None:
         now = time.perf_counter() - t0
@@ -102,64 +96,53 @@ def train(stepper, members: list[Member], train_cfg, start: int = 0) -> list[Out
                 drop(positions)
         checked = hi
 
-    for step in range(start, t.steps + 1):
-        is_eval = step % t.eval_every == 0 or step == t.steps
-        s = 1.0 if schedule is None else schedule(step)
-        if schedule is not None and step < t.steps:
-            stepper.set_lr_scale(s)  # this step's lrs: k·ρ·s(t), in every parameter group / member
-        if is_eval:
-            check(step)
-            if not ids:
-                break
-            val = stepper.evaluate()
-        batch = stepper.next_batch()
-        if step == t.steps:  # the final evaluation: the batch's loss, no update
-            step_losses = stepper.train_losses(batch)
-        else:
-            step_losses = stepper.step(batch)
-            losses[step] = step_losses
-        if is_eval:
-            train_losses, val_losses = step_losses.tolist(), val.tolist()
-            elapsed = time.perf_counter() - t0
-            bad = []
-            for p, i in enumerate(ids):
-                row = {"step": step, "train_loss": train_losses[p], "val_loss": val_losses[p],
-                       "elapsed_s": round(members[i].prior_time_s + elapsed, 3), "lr": stepper.ks[p] * s}
-                members[i].history.append(row)
-                if members[i].on_eval is not None:
-                    members[i].on_eval(row)
-                if not (math.isfinite(train_losses[p]) and math.isfinite(val_losses[p])):
-                    bad.append(p)
-            now = time.perf_counter()
-            if now - last_log >= t.log_every_s or step in (start, t.steps):
-                _log_progress(step, t.steps, start, now - t0, train_losses, val_losses)
-                last_log = now
-            if bad:
-                finish(bad, "diverged", [step] * len(bad))
-                drop(bad)
+    # a live bar on a terminal, the usual rate-limited log lines elsewhere (SLURM logs stay readable)
+    with Progress(t.steps, start, members=len(members), log_every_s=t.log_every_s) as progress:
+        for step in range(start, t.steps + 1):
+            is_eval = step % t.eval_every == 0 or step == t.steps
+            s = 1.0 if schedule is None else schedule(step)
+            if schedule is not None and step < t.steps:
+                stepper.set_lr_scale(s)  # this step's lrs: k·ρ·s(t), in every parameter group / member
+            if is_eval:
+                check(step)
                 if not ids:
                     break
-        if step == t.steps:
-            break
-        if t.ckpt_every and (step + 1) % t.ckpt_every == 0 and step + 1 < t.steps and any(m.run_dir for m in members):
-            check(step + 1)
-            if not ids:
+                val = stepper.evaluate()
+            batch = stepper.next_batch()
+            if step == t.steps:  # the final evaluation: the batch's loss, no update
+                step_losses = stepper.train_losses(batch)
+            else:
+                step_losses = stepper.step(batch)
+                losses[step] = step_losses
+            if is_eval:
+                train_losses, val_losses = step_losses.tolist(), val.tolist()
+                elapsed = time.perf_counter() - t0
+                bad = []
+                for p, i in enumerate(ids):
+                    row = {"step": step, "train_loss": train_losses[p], "val_loss": val_losses[p],
+                           "elapsed_s": round(members[i].prior_time_s + elapsed, 3), "lr": stepper.ks[p] * s}
+                    members[i].history.append(row)
+                    if members[i].on_eval is not None:
+                        members[i].on_eval(row)
+                    if not (math.isfinite(train_losses[p]) and math.isfinite(val_losses[p])):
+                        bad.append(p)
+                progress.eval(step, train_losses, val_losses)
+                if bad:
+                    finish(bad, "diverged", [step] * len(bad))
+                    drop(bad)
+                    if not ids:
+                        break
+            if step == t.steps:
                 break
-            elapsed = time.perf_counter() - t0
-            for p, i in enumerate(ids):
-                m = members[i]
-                if m.run_dir is not None:
-                    stepper.save(p, Path(m.run_dir) / CHECKPOINT, step + 1, m.history, m.prior_time_s + elapsed, m.fingerprint)
+            if t.ckpt_every and (step + 1) % t.ckpt_every == 0 and step + 1 < t.steps and any(m.run_dir for m in members):
+                check(step + 1)
+                if not ids:
+                    break
+                elapsed = time.perf_counter() - t0
+                for p, i in enumerate(ids):
+                    m = members[i]
+                    if m.run_dir is not None:
+                        stepper.save(p, Path(m.run_dir) / CHECKPOINT, step + 1, m.history, m.prior_time_s + elapsed, m.fingerprint)
     finish([p for p, i in enumerate(ids) if outcomes[i] is None], "completed", [t.steps] * len(ids))
     return outcomes  # type: ignore[return-value]
 
-
-def _log_progress(step: int, steps: int, start: int, seconds: float, train: list[float], val: list[float]) -> None:
-    rate = (step - start) / max(seconds, 1e-9)
-    eta = _fmt_eta((steps - step) / rate) if rate > 0 else "?"
-    if len(val) == 1:
-        log.info("step %d/%d  train %.4g  val %.4g  %.0f steps/s  ETA %s", step, steps, train[0], val[0], rate, eta)
-        return
-    finite = sorted(v for v in val if math.isfinite(v))
-    median = f"{finite[len(finite) // 2]:.4g}" if finite else "nan"
-    log.info("step %d/%d  %d members  median val %s  %.0f steps/s  ETA %s", step, steps, len(val), median, rate, eta)
