@@ -26,7 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from mupbench import parametrization as P
-from mupbench.assemble import build_run, generator, resolve_device
+from mupbench.assemble import build_run, generator, optimizer_groups, resolve_device
 from mupbench.config import Config, validate
 from mupbench.data import load_splits
 from mupbench.optim import build_optimizer
@@ -69,7 +69,7 @@ def _one_run(cfg: DictConfig, steps: list[int], splits, plan_hook: PlanHook | No
     if plan_hook is not None:  # a deliberately altered parametrization: re-init and new optimizer
         run.plan = plan_hook(run.plan)
         P.initialize(model, run.plan, generator(run.device, cfg.seed, "init"))
-        run.optimizer = build_optimizer(cfg, P.param_groups(model, run.plan, cfg.optimizer.lr), run.device)
+        run.optimizer = build_optimizer(cfg, optimizer_groups(cfg, model, run.plan), run.device)
     params = dict(model.named_parameters())
     recording, acts = [False], {}
 
