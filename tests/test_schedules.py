@@ -117,7 +117,7 @@ def test_ensemble_steps_with_k_rho_s():
 
     def spy(self, s):
         real(self, s)
-        rows.append(self.opt.lrs.clone())
+        rows.append(self.lrs_in_use())
 
     StackedStepper.set_lr_scale = spy
     try:

@@ -113,6 +113,9 @@ class StackedFusedAdam(StackedAdam):
         self._key: tuple | None = None  # what the cached plan was made for
         self._plan: Plan | None = None
         self._views: list[tuple[list, list, list, list]] = []  # per call: params, exp_avgs, exp_avg_sqs, steps
+        # a schedule's s(t), multiplied into every call's lr (and so its decay lr·λ): changing it
+        # each step keeps the cached plan, where replacing ``lrs`` would rebuild it
+        self.scale = 1.0
 
     def _calls(self, params: list[torch.Tensor], alive: list[bool] | None) -> Plan:
         """The plan and the persistent tensors' views, rebuilt when lrs or weight_decay (replaced
@@ -136,4 +139,4 @@ class StackedFusedAdam(StackedAdam):
         calls = self._calls(params, alive)
         grads = [g if g.is_contiguous() else g.contiguous() for g in grads]  # the kernel reads them flat
         for ((lr, wd, eps), _), gs, (ps, ms, vs, steps) in zip(calls.calls, calls.gather(grads), self._views):
-            fused_adam(ps, gs, ms, vs, steps, lr=lr, beta1=self.beta1, beta2=self.beta2, eps=eps, weight_decay=wd)
+            fused_adam(ps, gs, ms, vs, steps, lr=lr * self.scale, beta1=self.beta1, beta2=self.beta2, eps=eps, weight_decay=wd)

@@ -169,8 +169,17 @@ class StackedStepper:
         return self.train_sampler.next()
 
     def set_lr_scale(self, s: float) -> None:
-        """The schedule's s(t) for the next step: every member's lrs are k·ρ·s (decay follows)."""
-        self.opt.lrs = self.base_lrs * s
+        """The schedule's s(t) for the next step: every member's lrs are k·ρ·s (decay follows).
+        The fused optimizer takes s as a number (its cached calls stay; (k·ρ)·s is the same double
+        either way), the others a new lrs tensor."""
+        if isinstance(self.opt, StackedFusedAdam):
+            self.opt.scale = s
+        else:
+            self.opt.lrs = self.base_lrs * s
+
+    def lrs_in_use(self) -> torch.Tensor:
+        """(M, P): the lrs the next update uses, k_i·ρ_j·s(t)."""
+        return self.opt.lrs * getattr(self.opt, "scale", 1.0)
 
     def step(self, batch) -> torch.Tensor:
         """Forward, backward and update of every member; the (M,) pre-update losses."""

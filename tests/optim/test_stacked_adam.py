@@ -164,3 +164,27 @@ def test_stacked_adam_with_eps_and_weight_decay_is_torch_adamw(monkeypatch, cls,
             opt.step()
         for p, q in zip(own, params):
             assert torch.equal(p.detach(), q[i]), (i, p.shape)
+
+
+def test_a_schedule_scale_is_the_scaled_lrs_bitwise_and_keeps_the_plan():
+    """StackedFusedAdam.scale = s(t) updates exactly as lrs replaced by lrs·s(t) (decay included),
+    without rebuilding its cached calls each step."""
+    torch.manual_seed(0)
+    shapes, M = [(6, 5), (6,), (1, 6)], 3
+    lrs = torch.tensor([[1e-3, 1e-3, 5e-4], [1e-2, 1e-2, 5e-3], [1e-3, 1e-3, 5e-4]], dtype=torch.float64)
+    wd = torch.full((M, len(shapes)), 0.1, dtype=torch.float64)
+    init = [torch.randn(M, *s) for s in shapes]
+    grads = [[torch.randn(M, *s) for s in shapes] for _ in range(8)]
+    a_params, b_params = [t.clone() for t in init], [t.clone() for t in init]
+    a = StackedFusedAdam(a_params, lrs.clone(), (0.9, 0.999), 1e-8, weight_decay=wd)
+    b = StackedFusedAdam(b_params, lrs.clone(), (0.9, 0.999), 1e-8, weight_decay=wd)
+    plans = set()
+    for t, g in enumerate(grads):
+        s = 0.5 * (1 + torch.cos(torch.tensor(t / 8 * 3.14159)).item())
+        a.lrs = lrs * s
+        b.scale = s
+        a.step(a_params, [x.clone() for x in g])
+        b.step(b_params, [x.clone() for x in g])
+        plans.add(id(b._plan))
+    assert all(torch.equal(p, q) for p, q in zip(a_params, b_params))
+    assert len(plans) == 1  # built once
