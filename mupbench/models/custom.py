@@ -96,8 +96,10 @@ def load_factory(path: str, key: str = KEY) -> Callable:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
             # a console script's sys.path lacks the directory it ran in; examples.* live in the checkout
-            extra = [d for d in (os.getcwd(), str(CHECKOUT)) if d not in sys.path and (Path(d) / module_name.split(".")[0]).exists()]
-            if not extra or e.name != module_name.split(".")[0]:
+            top = module_name.split(".")[0]
+            extra = [d for d in (os.getcwd(), str(CHECKOUT))
+                     if d not in sys.path and ((Path(d) / top).is_dir() or (Path(d) / f"{top}.py").is_file())]
+            if not extra or e.name != top:
                 raise
             sys.path.extend(extra)
             module = importlib.import_module(module_name)

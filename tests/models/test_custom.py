@@ -129,3 +129,12 @@ def test_kwargs_reach_the_factory():
     cfg = compose([*MLP, "model=custom", "model.factory=custom_factories:mlp", "+model.kwargs.width=12", "model.width_mult=2"])
     assert build_run(cfg).model[0].out_features == 24
     assert custom.accepts(None)
+
+
+def test_a_factory_file_in_the_current_directory_is_found(tmp_path, monkeypatch):
+    """A console script's sys.path lacks the directory it runs in: a one-file module there is found."""
+    (tmp_path / "my_one_file_model.py").write_text("from custom_factories import mlp\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    cfg = compose([*MLP, "model=custom", "model.factory=my_one_file_model:mlp", "model.width_mult=2"])
+    assert build_run(cfg).model[0].out_features == 16
