@@ -23,6 +23,7 @@ from omegaconf.errors import (
 
 from mupbench.config import CONF_DIR, ConfigError, validate
 from mupbench.data import DataError
+from mupbench.fileio import WriteError
 
 # one line per config group for --help (groups without a line are listed without one)
 GROUP_HELP = {
@@ -163,6 +164,8 @@ def hydra_app(task: Callable[[DictConfig], object], config_name: str) -> Callabl
             if fresh:
                 discard(run_dir, Path(hc.runtime.cwd).absolute())
             fail(str(e))  # said here, before Hydra wraps it in a multi-line job report
+        except WriteError as e:  # disk full, a dir that cannot be written: one line, what was written stays
+            fail(str(e))
         except BaseException as e:
             from_task.add(id(e))
             raise

@@ -26,6 +26,7 @@ from mupbench import records as R
 from mupbench.assemble import Run, build_models, build_run, cast_splits, loss_function, resolve_device, set_flush_denormal, set_threads
 from mupbench.config import ConfigError, validate
 from mupbench.data import DataError, DataSpec, Splits, load_splits
+from mupbench.fileio import WriteError
 from mupbench.flops import flops_per_step
 from mupbench.training import checkpoint
 from mupbench.training.loop import Member, Outcome, train
@@ -174,7 +175,10 @@ def _train_chunk(pts: list[_Point], start: int, batched: bool, forward: str) -> 
         raise  # bad input: nothing was trained, nothing is written
     except Exception as e:
         for p in pts:
-            R.write_failed(p.cfg, p.run_dir, p.record, e, time.perf_counter() - p.t0)
+            try:
+                R.write_failed(p.cfg, p.run_dir, p.record, e, time.perf_counter() - p.t0)
+            except WriteError as again:  # the disk that failed the run may not take its record either
+                log.warning("%s", again)
             _finish_tracker(p)
         if not batched:
             raise

@@ -377,3 +377,21 @@ def test_shell_completion_completes_groups(capsys, cwd, monkeypatch, app_groups,
 def test_shell_completion_install_script(capsys, cwd):
     assert run_main("--shell-completion", "install=bash") == 0
     assert "complete -o nospace -o default -F hydra_bash_completion" in capsys.readouterr().out
+
+
+def test_disk_full_while_writing_a_checkpoint_is_one_line(cwd, capsys, monkeypatch):
+    """torch.save's zip writer on a full disk raises RuntimeError('[enforce fail at
+    inline_container.cc:672] ...'): the command ends with one line naming the file and what to
+    do (issue 11 item 4), not a traceback."""
+    import torch
+
+    def full_disk(obj, f, *a, **kw):
+        f.write(b"PK\x03\x04 partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code = run_main("train.steps=20", "train.eval_every=10", "train.ckpt_every=5", "train.device=cpu")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("mupbench: error: cannot write ") and "checkpoint.pt" in lines[0] and "free space" in lines[0]
+    assert not list(cwd.rglob("*.part"))  # the torn temp file was removed
