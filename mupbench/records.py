@@ -64,8 +64,11 @@ def fingerprint(cfg: DictConfig) -> str:
 def summary(cfg: DictConfig) -> dict:
     """The identifying fields of a run record: what analysis groups and filters by."""
     m = cfg.model
+    # a custom model is named by its factory's module (examples.resnet:build → resnet), so that
+    # two factories on one dataset are two setups
+    name = str(m.factory).rpartition(":")[0].rpartition(".")[2] if m.name == "custom" else m.name
     return {
-        "setup": f"{m.name}_{cfg.dataset.name}",
+        "setup": f"{name}_{cfg.dataset.name}",
         "model": m.name,
         "dataset": cfg.dataset.name,
         "parametrization": cfg.parametrization.name,

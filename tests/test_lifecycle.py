@@ -217,3 +217,12 @@ def test_a_batched_group_logs_one_tracker_run_per_member_and_a_resume_no_step_tw
     assert run_point(cfg, tmp_path / "sweep" / "killed")["resumed_from"] == 10
     trackers.flush()
     assert _tensorboard_steps(tmp_path / "sweep" / "tensorboard" / "killed") == [0, 10, 20, 30]
+
+
+def test_a_custom_model_is_named_by_its_factory_in_the_record(tmp_path):
+    """Two factories on one dataset are two setups (analysis groups by setup)."""
+    from mupbench.records import summary
+
+    cfg = compose([*BASE, "model=custom", "model.factory=examples.mlp:build", "model.base_width=16"])
+    assert summary(cfg)["setup"] == "mlp_synthetic" and summary(cfg)["model"] == "custom"
+    assert summary(compose(BASE))["setup"] == "mlp_synthetic"
