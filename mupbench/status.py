@@ -25,6 +25,8 @@ from typing import NoReturn
 
 from mupbench.sweep.progress import SweepDirError, as_json, load_sweep, render
 
+CLEAR = "\033[H\033[2J"  # cursor home, clear screen: --watch on a terminal is a live display
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -52,11 +54,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         while True:
             _, points = load_sweep(args.sweep_dir)
-            print(json.dumps(as_json(args.sweep_dir, points), indent=2) if args.json else render(args.sweep_dir, points), flush=True)
+            live = args.watch and not args.json and sys.stdout.isatty()  # a terminal: redraw in place
+            print((CLEAR if live else "") + (json.dumps(as_json(args.sweep_dir, points), indent=2) if args.json
+                                             else render(args.sweep_dir, points)), flush=True)
             if not args.watch or all(p.state not in ("pending", "started") for p in points):
                 break
             time.sleep(args.watch)
-            print()
+            if not live:
+                print()  # a log (not a terminal): one table after another
     except SweepDirError as e:
         sys.exit(f"mupbench-status: error: {e}")
     except KeyboardInterrupt:

@@ -115,3 +115,16 @@ def test_status_of_a_dir_without_a_sweep_is_one_line_error(tmp_path, capsys):
     (tmp_path / "multirun.yaml").write_text("a: 1\n")
     code, _, err = run_status(capsys, tmp_path)
     assert code != 0 and len(err.strip().splitlines()) == 1 and "not a multirun.yaml written by Hydra" in err
+
+
+def test_watch_on_a_terminal_redraws_in_place_and_in_a_log_appends(sweep, capsys, monkeypatch):
+    """Issue 15 item 5: --watch is a live display on a terminal (the screen redrawn, bar and ETA
+    in place) and plain tables one after another elsewhere (SLURM logs stay readable)."""
+    from mupbench.status import CLEAR
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    code, out, _ = run_status(capsys, sweep, "--watch=1")
+    assert code == 0 and out.startswith(CLEAR) and "all done" in out and "[###" in out
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    code, out, _ = run_status(capsys, sweep, "--watch=1")
+    assert code == 0 and CLEAR not in out and "all done" in out
