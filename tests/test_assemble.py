@@ -99,6 +99,7 @@ print("unflushed", int((denormals(2**18) * 1.0).count_nonzero()))
 """
 
 
+@pytest.mark.slow  # a fresh Python process each (the thread pool must not exist yet): the full tier
 @pytest.mark.parametrize("when", ["fresh", "pool_first"])
 def test_flush_denormal_reaches_every_thread_or_says_it_does_not(when):
     """FTZ is per thread: set before the run's first torch op, the intra-op workers inherit it; if

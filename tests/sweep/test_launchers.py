@@ -62,6 +62,7 @@ def launch_log():
     logger.removeHandler(handler)
 
 
+@pytest.mark.slow  # trains 8 points through the submitit executor: the full tier (test_sweep_local.py runs it as a user would)
 def test_chunks_then_relaunch_skips_finished_points_before_submitting(tmp_path, in_process, launch_log):
     sweep = tmp_path / "s"
     multirun(*SWEEP, "hydra/launcher=local", "hydra.launcher.num_jobs=2", f"hydra.sweep.dir={sweep}")

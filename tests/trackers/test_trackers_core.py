@@ -65,15 +65,20 @@ def test_nothing_selected_is_none_and_imports_no_tracker():
 
 
 def test_a_selected_tracker_not_installed_is_one_line_naming_the_extra(monkeypatch, tmp_path, caplog):
+    from mupbench.config import ConfigError, validate
+
+    cfg, only_tb = compose(["logger=[tensorboard,wandb]"]), compose(["logger=tensorboard"])  # composed while wandb is there
+    both = point_cfg(logger=("tensorboard", "wandb"))
     real = core.importlib.util.find_spec
     monkeypatch.setattr(core.importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
-    cfg = compose(["logger=[tensorboard,wandb]"])
     with pytest.raises(trackers.TrackerError) as e:
         trackers.check(cfg.logger)
     assert str(e.value) == 'logger=wandb: the wandb package is not installed; install the trackers with pip install -e ".[trackers]"'
-    assert trackers.missing(compose(["logger=tensorboard"]).logger) is None
+    with pytest.raises(ConfigError, match=r"^logger=wandb: the wandb package is not installed"):
+        validate(cfg)  # what the CLI says, in one line, before any work
+    assert trackers.missing(only_tb.logger) is None
     # the trainer's hook does not raise: the missing one is said once, the others still log
-    tracker = trackers.open_run(point_cfg(logger=("tensorboard", "wandb")), tmp_path / "r", {"fingerprint": "x"})
+    tracker = trackers.open_run(both, tmp_path / "r", {"fingerprint": "x"})
     assert [s.backend.name for s in tracker.slots] == ["tensorboard"]
     assert any('pip install -e ".[trackers]"' in r.getMessage() for r in caplog.records)
 
