@@ -22,9 +22,13 @@ import torch.nn.functional as F
 class Reference:
     """Model, optimizer and data of one reference run; ``train(steps)`` runs the loop."""
 
-    def __init__(self, model, splits, lr: float, batch_size: int, eval_every: int = 200, eval_batches: int = 10):
+    def __init__(self, model, splits, lr: float, batch_size: int, eval_every: int = 200, eval_batches: int = 10,
+                 weight_decay: float = 0.0, schedule=None):
         self.model, self.device = model, next(model.parameters()).device
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        params = self.model.parameters()
+        # with weight decay, what a user writes: torch.optim.AdamW on every parameter
+        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if weight_decay else torch.optim.Adam(params, lr=lr)
+        self.schedule = schedule  # a `schedule` config node: stepped each update with LambdaLR
         self.train_data, self.val_data = splits.train, splits.val
         self.task, self.context = splits.spec.task, splits.spec.input_shape[0]
         self.batch_size, self.eval_every, self.eval_batches = batch_size, eval_every, eval_batches
@@ -38,7 +42,8 @@ class Reference:
         torch.manual_seed(seed)
         model = model_module(cfg.model.name).build(cfg.model, splits.spec, attention_scale(cfg)).to(device or torch.device("cpu"))
         t = cfg.train
-        return cls(model, splits, float(cfg.optimizer.lr), t.batch_size, t.eval_every, t.eval_batches)
+        return cls(model, splits, float(cfg.optimizer.lr), t.batch_size, t.eval_every, t.eval_batches,
+                   float(cfg.optimizer.get("weight_decay", 0.0)), cfg.get("schedule"))
 
     def batch(self, data):
         if self.task == "lm":
@@ -57,7 +62,11 @@ class Reference:
         return F.cross_entropy(out, y)
 
     def train(self, steps: int) -> list[tuple[int, float, float]]:
+        from mupbench.schedules import multiplier  # only the shape s(t); the plumbing is torch's
+
         model, opt = self.model, self.optimizer
+        shape = multiplier(self.schedule, steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, shape) if shape else None
         history = []
         model.train()
         for step in range(steps + 1):
@@ -76,6 +85,8 @@ class Reference:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if scheduler:
+                scheduler.step()
         return history
 
 

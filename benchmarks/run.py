@@ -80,8 +80,12 @@ def peak_rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------------- part: steps
-def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: int, device: str = "cpu") -> dict:
-    """In this process: the reference loop, mupbench's loop under SP and under μP, alternating."""
+AXES = ["schedule=cosine", "schedule.warmup_frac=0.05", "optimizer.weight_decay=0.1"]  # --axes: on in both loops
+
+
+def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: int, device: str = "cpu", axes: bool = False) -> dict:
+    """In this process: the reference loop, mupbench's loop under SP and under μP, alternating.
+    ``axes``: both with a cosine schedule and weight decay (the reference: AdamW + LambdaLR)."""
     import torch
 
     from benchmarks.reference import Reference
@@ -93,7 +97,7 @@ def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: i
 
     torch.set_num_threads(threads)
     rss0 = peak_rss_mb()
-    base = setup_overrides(name, zeta, device=device)
+    base = setup_overrides(name, zeta, AXES if axes else [], device=device)
     cfg = compose(base)
     dev = torch.device(device)
     splits = load_splits(cfg.dataset, dev)
@@ -152,7 +156,7 @@ def measure_steps(name: str, zeta: float, reps: int, target_s: float, threads: i
     n_params = sum(p.numel() for p in build_run(compose([*base, "train.steps=1"]), dev, splits).model.parameters())
     return {
         "setup": name, "dataset": cfg.dataset.name, "width_mult": zeta, "batch_size": cfg.train.batch_size, "num_params": n_params,
-        "steps_per_rep": steps, "eval_every": eval_every, "reps": reps, "threads": threads, "device": device,
+        "steps_per_rep": steps, "eval_every": eval_every, "reps": reps, "threads": threads, "device": device, "axes": AXES if axes else [],
         "step_ms": {k: 1e3 * v for k, v in med.items()}, "step_ms_all": {k: [1e3 * x for x in v] for k, v in times.items()},
         "steps_per_s": {k: 1 / v for k, v in med.items()},
         "ratio_vs_reference": {"sp": paired(times, "sp", "reference"), "mup": paired(times, "mup", "reference")},
@@ -171,7 +175,7 @@ def part_steps(args) -> list[dict]:
             continue
         for zeta in (z0, z1):
             print(f"  steps: {name} ζ={zeta} ...", flush=True)
-            rows.append(child(["steps", name, str(zeta), str(args.reps), str(args.target_s), str(args.threads), args.device]))
+            rows.append(child(["steps", name, str(zeta), str(args.reps), str(args.target_s), str(args.threads), args.device, str(args.axes)]))
     return rows
 
 
@@ -474,7 +478,7 @@ def child_time(argv: list[str]) -> float:
 def run_child(argv: list[str]) -> None:
     kind = argv[0]
     if kind == "steps":
-        res = measure_steps(argv[1], float(argv[2]), int(argv[3]), float(argv[4]), int(argv[5]), argv[6])
+        res = measure_steps(argv[1], float(argv[2]), int(argv[3]), float(argv[4]), int(argv[5]), argv[6], argv[7] == "True")
     elif kind == "grid_ref":
         res = {"seconds": grid_ref(argv[1], argv[2], int(argv[3]), int(argv[4]), argv[5], argv[6] == "True")}
     elif kind == "gpu":
@@ -503,7 +507,8 @@ def report(res: dict) -> str:
                          f"{s['sp']:.1f}", f"{s['mup']:.1f}", f"{q['sp']:.2f}", f"{q['mup']:.2f}", f"{r['ratio_mup_vs_sp']:.3f}",
                          f"{c['sp']:.2f}", f"{c['mup']:.2f}", f"{r['cpu_ratio_mup_vs_sp']:.3f}", f"{r['peak_mem_mb']:.0f}"])
         t = res["steps"][0]
-        out.append(f"Single-run step time, {t.get('device', 'cpu')}, {t['threads']} thread(s), {t['reps']} alternating repetitions: steps/s are medians, ratios "
+        axes = f" with {' '.join(t['axes'])}" if t.get("axes") else ""
+        out.append(f"Single-run step time{axes}, {t.get('device', 'cpu')}, {t['threads']} thread(s), {t['reps']} alternating repetitions: steps/s are medians, ratios "
                    f"are medians of the per-repetition ratios of time per step (< 1: faster than the plain-PyTorch reference), by wall clock "
                    f"and by this process's CPU time\n" + fmt_table(rows))
     if "grid" in res:
@@ -584,6 +589,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for every loop of the steps part (default 1: less noise)")
     p.add_argument("--grid-threads", type=int, default=0,
                    help="torch CPU threads for every approach of the grid part (default 0: torch's default, as the launcher runs)")
+    p.add_argument("--axes", action="store_true", help=f"steps part: both loops with {' '.join(AXES)} (the reference: AdamW + LambdaLR)")
     p.add_argument("--setups", default="", help=f"steps part: only these setups, comma-separated (default all: {','.join(SETUPS)})")
     p.add_argument("--flush-denormal", action="store_true",
                    help="grid part: every approach (reference included) flushes CPU denormals to zero (train.flush_denormal=true)")

@@ -40,6 +40,22 @@ def test_reference_loop_evaluates_as_spec_section_4():
     assert all(h[1] > 0 and h[2] > 0 for h in history)
 
 
+def test_reference_with_axes_is_adamw_under_the_same_schedule():
+    """--axes: the reference decays with torch.optim.AdamW and follows the run's s(t) through LambdaLR."""
+    from mupbench.schedules import multiplier
+
+    cfg = compose(["train.device=cpu", "train.eval_every=10", "train.eval_batches=1", *bench.AXES])
+    ref = Reference.from_config(cfg, load_splits(cfg.dataset, torch.device("cpu")))
+    assert type(ref.optimizer) is torch.optim.AdamW and ref.optimizer.defaults["weight_decay"] == 0.1
+    seen = []
+    ref.optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    ref.train(40)
+    s = multiplier(cfg.schedule, 40)
+    assert seen == pytest.approx([cfg.optimizer.lr * s(t) for t in range(40)], rel=1e-12)
+    row = bench.measure_steps("mlp", 1, reps=1, target_s=0.02, threads=1, axes=True)
+    assert row["axes"] == bench.AXES and "with schedule=cosine" in bench.report({"steps": [row]})
+
+
 def test_gpu_table_code_runs_small_on_cpu(monkeypatch):
     monkeypatch.setattr(bench, "lm_data", lambda: (["dataset=synthetic_tokens", "dataset.n_train=5000"], "synthetic_tokens"))
     monkeypatch.setattr(bench, "SETUPS", {k: v for k, v in bench.SETUPS.items() if k in ("mlp", "transformer")})
