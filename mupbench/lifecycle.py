@@ -109,8 +109,7 @@ def _run(cfgs, run_dirs, *, batched: bool, max_members: int = 0, forward: str = 
         else:  # equal k side by side (the fused optimizer updates runs of equal k together), within the memory cap
             indices.sort(key=lambda i: (float(cfgs[i].optimizer.lr), int(cfgs[i].seed)))
             cap = max_members or auto_members(points[indices[0]].record["num_params"], device)
-            size = math.ceil(len(indices) / math.ceil(len(indices) / cap))  # balanced: 128 at a cap of 61 → 43, 43, 42
-            chunks = [indices[c : c + size] for c in range(0, len(indices), size)]
+            chunks = balanced_chunks(indices, cap)
         for chunk in chunks:
             for i, rec in zip(chunk, _train_chunk([points[i] for i in chunk], start, batched, forward)):
                 results[i] = rec
@@ -221,6 +220,13 @@ def step_flops(cfg: DictConfig, spec: DataSpec) -> int:
         y = (torch.zeros(b, dtype=torch.long, device=meta) if spec.task == "classification"
              else torch.zeros((b, spec.num_outputs), dtype=x.dtype, device=meta))
     return flops_per_step(model, loss_function(spec.task), x, y)
+
+
+def balanced_chunks(items: list, cap: int) -> list[list]:
+    """As few consecutive chunks of at most ``cap`` items as possible, their sizes within one of
+    each other (128 at a cap of 61 → 43, 43, 42; 256 at 15 → 14 of 14 and 4 of 15, not 17 of 15 and a lone 1)."""
+    n = math.ceil(len(items) / cap)
+    return [items[len(items) * j // n : len(items) * (j + 1) // n] for j in range(n)]
 
 
 def auto_members(num_params: int, device: torch.device) -> int:

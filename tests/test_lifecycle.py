@@ -11,7 +11,7 @@ import torch
 
 from conftest import RTOL, cfgs
 from mupbench.config import compose
-from mupbench.lifecycle import run_group, run_point
+from mupbench.lifecycle import balanced_chunks, run_group, run_point
 from mupbench.records import CHECKPOINT, METRICS, RESULT
 from mupbench.training.stacked import StackedStepper
 from mupbench.training.single import SingleStepper
@@ -65,6 +65,13 @@ def test_group_records_are_the_single_runs_and_reruns_skip(tmp_path):
     assert run_group(configs, dirs) == records
     assert [(d / RESULT).stat().st_mtime_ns for d in dirs] == stamps
     assert run_point(configs[0], dirs[0]) == records[0]  # and the single-run path skips them too
+
+
+@pytest.mark.parametrize("n, cap, sizes", [(128, 61, [42, 43, 43]), (256, 15, [14] * 14 + [15] * 4), (10, 10, [10]), (1, 4, [1])])
+def test_ensembles_are_split_into_the_fewest_chunks_of_balanced_size(n, cap, sizes):
+    chunks = balanced_chunks(list(range(n)), cap)
+    assert sorted(len(c) for c in chunks) == sorted(sizes) and max(sizes) <= cap
+    assert [i for c in chunks for i in c] == list(range(n))  # consecutive: equal k stay side by side
 
 
 def test_a_group_must_differ_only_in_seed_and_k(tmp_path):
