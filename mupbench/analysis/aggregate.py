@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .records import CELL, GROUP
+from .records import CELL, GROUP, groupby, with_axes
 
 METRICS = ("min_train_loss", "min_val_loss")
 PARAM_ORDER = {"sp": 0, "mup": 1, "ntk": 2, "mf": 3}
@@ -27,6 +27,7 @@ def seed_stats(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
     """One row per (setup, parametrization, optimizer, ζ, k): ``{m}_mean``, ``{m}_std``, ``{m}_n``
     and ``{m}_objective`` for each metric, plus ``n_runs``, ``n_completed``, ``n_diverged``,
     ``n_failed``."""
+    runs = with_axes(runs)
     status = runs["status"].astype(str)
     flags = runs[CELL].assign(
         n_runs=1,
@@ -34,12 +35,12 @@ def seed_stats(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
         n_diverged=(status == "diverged").astype(int),
         n_failed=(status == "failed").astype(int),
     )
-    out = flags.groupby(CELL, observed=True).sum().reset_index()
+    out = groupby(flags, CELL).sum().reset_index()
     done = runs[status == "completed"]
     for m in metrics:
         vals = done[CELL + [m]].astype({m: "float64"})
         vals = vals[np.isfinite(vals[m])]
-        stats = vals.groupby(CELL, observed=True)[m].agg(["mean", "std", "count"])
+        stats = groupby(vals, CELL)[m].agg(["mean", "std", "count"])
         stats.columns = [f"{m}_mean", f"{m}_std", f"{m}_n"]
         out = out.merge(stats.reset_index(), on=CELL, how="left")
         out[f"{m}_n"] = out[f"{m}_n"].fillna(0).astype(int)
@@ -49,16 +50,17 @@ def seed_stats(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
 
 def diverged_counts(runs: pd.DataFrame) -> pd.DataFrame:
     """Diverged runs per (setup, parametrization, optimizer, ζ), every one counted."""
+    runs = with_axes(runs)
     keys = GROUP + ["width_mult"]
     flags = runs[keys].assign(n_runs=1, n_diverged=(runs["status"].astype(str) == "diverged").astype(int))
-    return flags.groupby(keys, observed=True).sum().reset_index()
+    return groupby(flags, keys).sum().reset_index()
 
 
 def _best(stats: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per group, the cell with the lowest finite objective (its mean, std, ζ and k)."""
     col = f"{metric}_objective"
     ok = stats[np.isfinite(stats[col].astype(float))]
-    best = ok.loc[ok.groupby(GROUP, observed=True)[col].idxmin()]
+    best = ok.loc[groupby(ok, GROUP)[col].idxmin()]
     best = best[GROUP + [f"{metric}_mean", f"{metric}_std", f"{metric}_n", "width_mult", "lr"]]
     return best.rename(columns={
         f"{metric}_mean": metric, f"{metric}_std": f"{metric}_std", f"{metric}_n": f"{metric}_n",
@@ -71,7 +73,7 @@ def table2(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
     with the lowest seed-mean objective) by each metric, with its std, ζ and k, and the number of
     diverged (and failed) runs."""
     stats = seed_stats(runs, metrics)
-    counts = stats.groupby(GROUP, observed=True)[["n_runs", "n_diverged", "n_failed"]].sum().reset_index()
+    counts = groupby(stats, GROUP)[["n_runs", "n_diverged", "n_failed"]].sum().reset_index()
     out = counts[GROUP]
     for m in metrics:
         out = out.merge(_best(stats, m), on=GROUP, how="left")

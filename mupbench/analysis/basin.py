@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import argmin_finite, cubes, group_fields, seed_mean
+from .records import frame, group_keys, groupby
 
 TOLERANCES = (0.01, 0.05, 0.10)
 
@@ -31,11 +32,11 @@ def _edges(mean: np.ndarray, tol: float) -> tuple[int, int] | None:
     return lo, hi
 
 
-def basin(runs: pd.DataFrame, metric: str = "min_val_loss", tolerances=TOLERANCES) -> pd.DataFrame:
-    """One row per (setup, parametrization, optimizer, ζ, tolerance): ``lr_best``, ``loss_best``,
-    ``lr_lo``, ``lr_hi``, ``decades``, ``n_points``, ``open_lo``, ``open_hi``."""
+def basin(runs: pd.DataFrame, metric: str = "min_val_loss", tolerances=TOLERANCES, axis: str = "width_mult") -> pd.DataFrame:
+    """One row per (group, ζ, tolerance): ``lr_best``, ``loss_best``, ``lr_lo``, ``lr_hi``,
+    ``decades``, ``n_points``, ``open_lo``, ``open_hi`` (``axis="blocks"``: per depth)."""
     rows = []
-    for cube in cubes(runs, metric):
+    for cube in cubes(runs, metric, axis):
         for w, mean in enumerate(seed_mean(cube.select)):
             for tol in tolerances:
                 edges = _edges(mean, tol)
@@ -44,29 +45,30 @@ def basin(runs: pd.DataFrame, metric: str = "min_val_loss", tolerances=TOLERANCE
                 lo, hi = edges
                 i = int(argmin_finite(mean))
                 rows.append({
-                    **group_fields(cube, metric), "width_mult": cube.widths[w], "tolerance": tol,
+                    **group_fields(cube, metric), axis: cube.widths[w], "tolerance": tol,
                     "lr_best": cube.lrs[i], "loss_best": mean[i], "lr_lo": cube.lrs[lo], "lr_hi": cube.lrs[hi],
                     "decades": cube.log_k[hi] - cube.log_k[lo], "n_points": hi - lo + 1,
                     "open_lo": lo == 0, "open_hi": hi == len(mean) - 1,
                 })
-    return pd.DataFrame(rows)
+    return frame(rows)
 
 
-def basin_shift(basins: pd.DataFrame) -> pd.DataFrame:
+def basin_shift(basins: pd.DataFrame, axis: str = "width_mult") -> pd.DataFrame:
     """How the edges move with width, per group and tolerance: the least-squares slope of log10 of
     each edge against log2 ζ (``lo_per_doubling``, ``hi_per_doubling``, decades per doubling), the
     edges at the narrowest and the widest width, and the change of the basin's width in decades."""
-    keys = [c for c in ("setup", "parametrization", "optimizer", "metric", "tolerance") if c in basins]
+    keys = [c for c in [*group_keys(axis), "metric", "tolerance"] if c in basins]
     rows = []
-    for key, g in basins.groupby(keys, sort=True):
-        g = g.sort_values("width_mult")
-        t = np.log2(g["width_mult"].to_numpy(float))
+    for key, g in groupby(basins, keys, sort=True):
+        g = g.sort_values(axis)
+        t = np.log2(g[axis].to_numpy(float))
         slope = (lambda y: float(np.polyfit(t, np.log10(y), 1)[0]) if len(t) > 1 else np.nan)  # noqa: E731
         first, last = g.iloc[0], g.iloc[-1]
         rows.append({
-            **dict(zip(keys, key)), "width_mult_min": first["width_mult"], "width_mult_max": last["width_mult"],
+            **dict(zip(keys, key)), f"{axis}_min": first[axis], f"{axis}_max": last[axis],
             "lr_lo_min": first["lr_lo"], "lr_lo_max": last["lr_lo"], "lr_hi_min": first["lr_hi"], "lr_hi_max": last["lr_hi"],
             "lo_per_doubling": slope(g["lr_lo"].to_numpy(float)), "hi_per_doubling": slope(g["lr_hi"].to_numpy(float)),
-            "decades_change": last["decades"] - first["decades"], "n_widths": len(g),
+            "decades_change": last["decades"] - first["decades"],
+            "n_widths" if axis == "width_mult" else "n_depths": len(g),
         })
-    return pd.DataFrame(rows)
+    return frame(rows)

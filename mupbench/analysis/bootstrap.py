@@ -1,7 +1,8 @@
 """The seed bootstrap behind every CI of the transfer verdicts (SPEC-AXES §6.1), vectorised.
 
-A group (setup, parametrization, optimizer) becomes a :class:`Cube`: arrays indexed
-``[width, seed, k]`` on the grid observed in the group, two of them:
+A group (setup, parametrization, optimizer and every other axis) becomes a :class:`Cube`: arrays
+indexed ``[width, seed, k]`` on the grid observed in the group, two of them (with ``axis="blocks"``
+the first index is the depth, at a fixed width: :func:`mupbench.analysis.records.group_keys`):
 
 - ``select``, what an optimum is chosen on: the metric of a completed run, **+inf** for a diverged
   run (a cell with one never wins: the seed mean is +inf), NaN for a failed or missing run (left
@@ -28,19 +29,22 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .records import GROUP, INIT
+from .records import INIT, group_keys, groupby, with_axes
 
 CHUNK = 512  # resamples gathered at once (bounds memory: CHUNK × widths × seeds × k floats)
 
 
 @dataclass
 class Cube:
-    key: tuple  # the group's values of GROUP
-    widths: np.ndarray  # (W,) ζ, ascending
+    key: tuple  # the group's values of ``names``
+    widths: np.ndarray  # (W,) ζ (or blocks, see ``axis``), ascending
     lrs: np.ndarray  # (K,) k, ascending
     seeds: np.ndarray  # (S,)
     select: np.ndarray  # (W, S, K)
     loss: np.ndarray  # (W, S, K)
+    axis: str = "width_mult"  # what ``widths`` holds
+    names: tuple = ()  # the key's column names (default: group_keys(axis))
+    base: float = math.nan  # the group's own base along the axis (base_blocks), NaN if none
 
     @property
     def log_k(self) -> np.ndarray:
@@ -57,11 +61,12 @@ class Cube:
         return int(have.any(axis=2).sum(axis=1).min()) if self.select.size else 0
 
 
-def cubes(runs: pd.DataFrame, metric: str) -> list[Cube]:
-    """One :class:`Cube` of ``metric`` per group of ``runs``."""
+def cubes(runs: pd.DataFrame, metric: str, axis: str = "width_mult") -> list[Cube]:
+    """One :class:`Cube` of ``metric`` per group of ``runs`` (followed along ``axis``)."""
     init_col = INIT["val" if "val" in metric else "train"]
+    names = tuple(group_keys(axis))
     out = []
-    for key, g in runs.groupby(GROUP, observed=True, sort=True):
+    for key, g in groupby(with_axes(runs), list(names), sort=True):
         status = g["status"].astype(str).to_numpy()
         value = g[metric].astype("float64").to_numpy(na_value=np.nan)
         init = g[init_col].astype("float64").to_numpy(na_value=np.nan)
@@ -69,13 +74,15 @@ def cubes(runs: pd.DataFrame, metric: str) -> list[Cube]:
         select = np.where(done, value, np.where(diverged, np.inf, np.nan))
         init_or_inf = np.where(np.isnan(init), np.inf, init)
         loss = np.where(done, np.fmin(value, init), np.where(diverged, init_or_inf, np.nan))
-        widths, w = np.unique(g["width_mult"].to_numpy(float), return_inverse=True)
+        widths, w = np.unique(g[axis].to_numpy(float, na_value=np.nan), return_inverse=True)
         lrs, k = np.unique(g["lr"].to_numpy(float), return_inverse=True)
         seeds, s = np.unique(g["seed"].to_numpy(int), return_inverse=True)
         sel_cube = np.full((len(widths), len(seeds), len(lrs)), np.nan)
         loss_cube = sel_cube.copy()
         sel_cube[w, s, k], loss_cube[w, s, k] = select, loss
-        out.append(Cube(key if isinstance(key, tuple) else (key,), widths, lrs, seeds, sel_cube, loss_cube))
+        base = g["base_blocks"].dropna() if axis == "blocks" else g.iloc[:0, 0]
+        out.append(Cube(key if isinstance(key, tuple) else (key,), widths, lrs, seeds, sel_cube, loss_cube, axis, names,
+                        float(base.iloc[0]) if len(base) else math.nan))
     return out
 
 
@@ -153,4 +160,4 @@ def interval(samples: np.ndarray, ci: float = 0.95, axis: int = 0) -> tuple[np.n
 
 
 def group_fields(cube: Cube, metric: str) -> dict:
-    return {**dict(zip(GROUP, cube.key)), "metric": metric}
+    return {**dict(zip(cube.names or group_keys(cube.axis), cube.key)), "metric": metric}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import fmt
-from .records import GROUP
+from .records import GROUP, frame, groupby, with_axes
 
 
 def _flops(g: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -31,8 +31,9 @@ def compute_savings(runs: pd.DataFrame, base_width: float | None = None) -> pd.D
     """One row per group whose every run has FLOPs (see the module docstring); empty otherwise."""
     rows = []
     if not {"flops_per_step", "flops_total"} <= set(runs.columns):
-        return pd.DataFrame(rows)
-    for key, g in runs.groupby(GROUP, observed=True, sort=True):
+        return frame(rows)
+    runs = with_axes(runs)
+    for key, g in groupby(runs, GROUP, sort=True):
         spent, full = _flops(g)
         if spent.isna().any() or full.isna().all():
             continue
@@ -53,7 +54,7 @@ def compute_savings(runs: pd.DataFrame, base_width: float | None = None) -> pd.D
             "flops_mutransfer_all": mutransfer_all, "saving_all": float(spent.sum()) / mutransfer_all,
             "n_runs": len(g),
         })
-    return pd.DataFrame(rows)
+    return frame(rows)
 
 
 def compute_sentences(savings: pd.DataFrame) -> list[str]:

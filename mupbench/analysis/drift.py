@@ -28,12 +28,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from .bootstrap import Cube, argmin_finite, cubes, draw, fit_vertex, group_fields, interval, resampled_means, seed_mean
+import dataclasses
+
+from .bootstrap import argmin_finite, cubes, draw, fit_vertex, group_fields, interval, resampled_means, seed_mean
+from .records import frame
 
 TRANSFERS, DRIFTS, UNDETERMINED = "transfers", "drifts", "undetermined at this resolution"
 
 
-def _optima(cube: Cube, mean: np.ndarray, basis: str) -> np.ndarray:
+def _optima(cube, mean: np.ndarray, basis: str) -> np.ndarray:
     """log10 k* per width from seed means (..., W, K)."""
     if basis == "fit":
         return fit_vertex(cube.log_k, mean)[0]
@@ -71,9 +74,13 @@ def _signed(x: float) -> str:
     return "0.00" if float(text) == 0 else text
 
 
+AXIS_SYMBOL = {"width_mult": "ζ", "blocks": "blocks"}
+
+
 def sentence(row) -> str:
     """The report's line for one group: the verdict first, the numbers as its evidence."""
-    where = f"ζ {row.width_mult_min:g}–{row.width_mult_max:g}"
+    axis = getattr(row, "axis", "width_mult")
+    where = f"{AXIS_SYMBOL[axis]} {getattr(row, axis + '_min'):g}–{getattr(row, axis + '_max'):g}"
     lo, hi = _signed(row.drift_lo), _signed(row.drift_hi)
     ci = f"drift {_signed(row.drift_decades)} decades, 95 % CI [{lo}, {hi}]"
     step = f"grid step {row.grid_step:.2g} decades"
@@ -93,8 +100,11 @@ def sentence(row) -> str:
 
 
 def drift_verdicts(runs: pd.DataFrame, metric: str = "min_val_loss", basis: str = "fit", n_boot: int = 1000,
-                   seed: int = 0, ci: float = 0.95, joint: bool = True) -> pd.DataFrame:
-    """Per (setup, parametrization, optimizer): the optimum at the narrowest and widest width
+                   seed: int = 0, ci: float = 0.95, joint: bool = True, axis: str = "width_mult") -> pd.DataFrame:
+    """Per group (setup, parametrization, optimizer, the other axes): the optimum at the narrowest
+    and widest width (with ``axis="blocks"``: the shallowest and deepest model at a fixed width; the
+    columns are then ``blocks_min``, ``blocks_max``, ``n_depths`` and the slope is per doubling of
+    depth)
     (``lr_opt_min``, ``lr_opt_max``), ``drift_decades`` and ``slope_per_doubling`` with ``_lo``/``_hi``
     CIs (``drift_lo``, ``drift_hi``, ``slope_lo``, ``slope_hi``), ``grid_step`` (decades), the
     ``verdict`` (see the module docstring) with ``direction``, ``seeds_needed``, ``moves_less_than``,
@@ -106,12 +116,13 @@ def drift_verdicts(runs: pd.DataFrame, metric: str = "min_val_loss", basis: str 
         raise ValueError(f"basis must be 'fit' or 'argmin', got {basis!r}")
     rng = np.random.default_rng(seed)
     rows = []
-    for cube in cubes(runs, metric):
+    plural = {"width_mult": "widths", "blocks": "depths"}[axis]
+    for cube in cubes(runs, metric, axis):
         mean = seed_mean(cube.select)
         keep = np.isfinite(mean).any(axis=1)
         if keep.sum() < 2:
             continue
-        cube = Cube(cube.key, cube.widths[keep], cube.lrs, cube.seeds, cube.select[keep], cube.loss[keep])
+        cube = dataclasses.replace(cube, widths=cube.widths[keep], select=cube.select[keep], loss=cube.loss[keep])
         t = np.log2(cube.widths)
         x = _optima(cube, seed_mean(cube.select), basis)
         boot = _optima(cube, resampled_means(cube.select, draw(rng, n_boot, len(t), len(cube.seeds), joint)), basis)
@@ -119,17 +130,17 @@ def drift_verdicts(runs: pd.DataFrame, metric: str = "min_val_loss", basis: str 
         (d_lo, d_hi), (s_lo, s_hi) = interval(b_drift, ci), interval(_slope(t, boot), ci)
         i = argmin_finite(seed_mean(cube.select))
         row = {
-            **group_fields(cube, metric), "basis": basis,
-            "width_mult_min": cube.widths[0], "width_mult_max": cube.widths[-1],
+            **group_fields(cube, metric), "basis": basis, "axis": axis,
+            f"{axis}_min": cube.widths[0], f"{axis}_max": cube.widths[-1],
             "lr_opt_min": 10 ** x[0], "lr_opt_max": 10 ** x[-1],
             "drift_decades": drift, "drift_lo": float(d_lo), "drift_hi": float(d_hi),
             "slope_per_doubling": float(_slope(t, x)), "slope_lo": float(s_lo), "slope_hi": float(s_hi),
             "grid_step": cube.grid_step, "at_edge": bool(((i == 0) | (i == len(cube.lrs) - 1)).any()),
-            "n_widths": len(t), "n_seeds": cube.n_seeds(), "n_boot": n_boot,
+            f"n_{plural}": len(t), "n_seeds": cube.n_seeds(), "n_boot": n_boot,
         }
         row.update(verdict(row["drift_lo"], row["drift_hi"], drift, row["grid_step"], row["n_seeds"]))
         rows.append(row)
-    out = pd.DataFrame(rows)
+    out = frame(rows)
     if len(out):
         out["sentence"] = [sentence(r) for r in out.itertuples()]
     return out

@@ -12,6 +12,16 @@ Besides the record's fields, each row carries the run's loss at initialisation
 (``init_train_loss``, ``init_val_loss``: the record's own ``init_*`` fields when it has them, else
 the step-0 row of its metrics file, else NA), which caps a diverged run's loss (SPEC-AXES §6.1), and
 its compute (``flops_per_step``, ``flops_total``) when the record has it.
+
+The axes beyond the paper's protocol are columns too, read from the record's config (:data:`AXES`):
+``weight_decay``, ``wd_mode``, ``wd_on_vectors``, ``eps_scaling`` (optimizer), ``schedule`` (its
+name), ``depth_alpha`` (NA = no depth rule), ``blocks`` (NA for a model without blocks) and
+``steps`` (the training horizon); ``base_blocks`` is a column too (where a depth sweep is tuned),
+not a key. A record without one of those keys (written before
+it existed) gets the default, which is what it ran with (:data:`AXIS_DEFAULTS`). They are part of
+every key (:data:`GROUP`, :data:`CELL`, :data:`RUN`), so runs that differ in any axis are never
+taken for duplicates; NA is a value of a key like any other (every groupby here passes
+``dropna=False``, see :func:`groupby`).
 """
 
 from __future__ import annotations
@@ -27,18 +37,68 @@ import pandas as pd
 
 from mupbench import records as R
 
-# what identifies a curve (one parametrization of one setup under one optimizer)
-GROUP = ["setup", "parametrization", "optimizer"]
+# the axes beyond the paper's protocol: column -> (where in the record's config, the value of a
+# record that lacks it: the default it ran with; None = NA, "not applicable")
+AXIS_SOURCES = {
+    "weight_decay": (("optimizer", "weight_decay"), 0.0),
+    "wd_mode": (("optimizer", "wd_mode"), "coupled"),
+    "wd_on_vectors": (("optimizer", "wd_on_vectors"), False),
+    "eps_scaling": (("optimizer", "eps_scaling"), "none"),
+    "schedule": (("schedule", "name"), "constant"),
+    "depth_alpha": (("parametrization", "depth_alpha"), None),
+    "blocks": (("model", "blocks"), None),
+    "base_blocks": (("model", "base_blocks"), None),  # a column, not a key: where depth regret is tuned
+}
+AXIS_DEFAULTS = {k: d for k, (_, d) in AXIS_SOURCES.items()}
+AXES = [c for c in AXIS_SOURCES if c != "base_blocks"] + ["steps"]
+# what identifies a curve (one parametrization of one setup under one optimizer, at one setting of
+# every other axis)
+GROUP = ["setup", "parametrization", "optimizer", *AXES]
 # ... a cell of the grid, and a single run
 CELL = GROUP + ["width_mult", "lr"]
 RUN = CELL + ["seed"]
+TRANSFER_AXES = ("width_mult", "blocks")  # what an optimum can be followed along
+
+
+def group_keys(axis: str = "width_mult") -> list[str]:
+    """The keys of a curve family followed along ``axis``: GROUP for width; for depth, GROUP
+    without ``blocks`` and with ``width_mult`` (depth transfer is at a fixed width)."""
+    if axis not in TRANSFER_AXES:
+        raise ValueError(f"axis must be one of {', '.join(TRANSFER_AXES)}, got {axis!r}")
+    return GROUP if axis == "width_mult" else [c for c in GROUP if c != axis] + ["width_mult"]
+
+
+def groupby(df: pd.DataFrame, keys, **kw):
+    """``df.groupby(keys)`` with NA a key value like any other (pandas drops NA keys by default)."""
+    return df.groupby(keys, observed=True, dropna=False, **kw)
+
+
+def with_axes(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with every axis column (a frame built by hand may lack some: each gets its
+    default, so that the keys exist)."""
+    lack = [c for c in [*AXIS_SOURCES, "steps"] if c not in runs.columns]
+    if not lack:
+        return runs
+    return runs.assign(**{c: pd.Series(AXIS_DEFAULTS.get(c), index=runs.index, dtype=COLUMNS[c]) for c in lack})
+
+
+def frame(rows, columns=None) -> pd.DataFrame:
+    """A result frame from rows of dicts, its key columns in the tidy frame's dtypes (a key built
+    from a group's values is an object column otherwise, and merges on it would fail)."""
+    df = pd.DataFrame(rows, columns=columns)
+    return df.astype({c: COLUMNS[c] for c in df.columns if c in COLUMNS and c in [*GROUP, "width_mult", "base_blocks"]})
+
+
 LOSSES = ["min_train_loss", "min_val_loss", "final_train_loss", "final_val_loss"]
 STATUSES = R.STATUSES
 INIT = {"train": "init_train_loss", "val": "init_val_loss"}  # the loss at step 0, per split
 
 COLUMNS = {  # column -> dtype of the tidy frame, in this order
     "setup": "string", "model": "string", "dataset": "string", "parametrization": "string",
-    "optimizer": "string", "width_mult": "float64", "width": "Int64", "lr": "float64", "seed": "Int64",
+    "optimizer": "string", "weight_decay": "float64", "wd_mode": "string", "wd_on_vectors": "boolean",
+    "eps_scaling": "string", "schedule": "string", "depth_alpha": "float64", "blocks": "Int64",
+    "base_blocks": "Int64",
+    "width_mult": "float64", "width": "Int64", "lr": "float64", "seed": "Int64",
     "status": "string", "num_params": "Int64", "steps": "Int64", "steps_done": "Int64",
     **{c: "float64" for c in LOSSES}, **{c: "float64" for c in INIT.values()}, "diverged_step": "Int64",
     "flops_per_step": "float64", "flops_total": "float64", "wall_time_s": "float64",
@@ -80,11 +140,11 @@ class Sweep:
         if len(miss):
             lines.append(f"missing: {len(miss)} run(s) of the observed grid have no record")
         if self.duplicates:
-            lines.append(f"duplicates: {self.duplicates} record(s) of an already-recorded (setup, parametrization, "
-                         f"optimizer, ζ, k, seed) dropped (kept: a finished one, then the latest)")
+            lines.append(f"duplicates: {self.duplicates} record(s) of an already-recorded run (setup, parametrization, "
+                         f"optimizer, every axis, ζ, k, seed) dropped (kept: a finished one, then the latest)")
         if self.conflicts:
             lines.append(f"conflicts: {self.conflicts} of those runs were recorded with different configs; "
-                         f"analyse sweeps that differ in other settings (steps, batch, data) separately")
+                         f"analyse sweeps that differ in other settings (batch, data, schedule shape) separately")
         return lines
 
     def summary(self) -> str:
@@ -119,8 +179,20 @@ def _number(text) -> float:
         return math.nan
 
 
+def axis_values(config) -> dict:
+    """The :data:`AXIS_SOURCES` columns of a record's config (a dict, or None), defaults filled in."""
+    out = {}
+    for col, (path, default) in AXIS_SOURCES.items():
+        node = config if isinstance(config, dict) else {}
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        out[col] = default if node is None else node
+    return out
+
+
 def _row(record: dict, path: Path) -> dict:
     row = {k: record.get(k) for k in COLUMNS}
+    row.update(axis_values(record.get("config")))
     row["optimizer"] = record.get("optimizer") or "adam"
     row["device"] = (record.get("env") or {}).get("device")
     row["config"] = json.dumps(record.get("config"), sort_keys=True) if record.get("config") is not None else None
@@ -131,9 +203,21 @@ def _row(record: dict, path: Path) -> dict:
 
 def _tidy(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col, default in AXIS_DEFAULTS.items():  # a table written before the axis existed
+        if default is not None:
+            df[col] = df[col].where(df[col].notna(), default)
     for col, dtype in COLUMNS.items():  # JSON null -> NaN/NA; the frame's dtypes never depend on the data
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(dtype) if dtype != "string" else df[col].astype(dtype)
+        if dtype == "boolean":
+            df[col] = df[col].map(_boolean, na_action="ignore").astype(dtype)
+        elif dtype == "string":
+            df[col] = df[col].astype(dtype)
+        else:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(dtype)
     return df
+
+
+def _boolean(v):
+    return v.strip().lower() == "true" if isinstance(v, str) else bool(v)
 
 
 def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
@@ -164,7 +248,7 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
     runs = _tidy(rows)
     kept = _dedupe(runs)
     # a repeated run key whose records hold different configs: two experiments mixed together
-    fps = runs.dropna(subset=["fingerprint"]).groupby(RUN, observed=True)["fingerprint"].nunique()
+    fps = runs.dropna(subset=["fingerprint"]).pipe(groupby, RUN)["fingerprint"].nunique()
     return Sweep(runs=kept, unfinished=unfinished, unreadable=unreadable, duplicates=len(runs) - len(kept),
                  conflicts=int((fps > 1).sum()))
 
@@ -186,7 +270,7 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 def missing_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Grid points (ζ × k × seed observed within each group) that have no record."""
     out = []
-    for key, g in runs.groupby(GROUP, observed=True, sort=True):
+    for key, g in groupby(with_axes(runs), GROUP, sort=True):
         grid = pd.MultiIndex.from_product(
             [sorted(g["width_mult"].unique()), sorted(g["lr"].unique()), sorted(g["seed"].unique())],
             names=["width_mult", "lr", "seed"],

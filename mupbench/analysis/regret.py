@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import Cube, argmin_finite, cubes, draw, group_fields, interval, resampled_means, seed_mean, take
+from .records import frame
 
 
 def _regret(sel: np.ndarray, loss: np.ndarray, base: int):
@@ -49,8 +50,21 @@ def _cross_fit(sel_a, loss_a, sel_b, loss_b, base: int) -> np.ndarray:
     return (out[0] + out[1]) / 2
 
 
+def _base_index(cube: Cube, base_width) -> int | None:
+    """Where the group is tuned: ``base_width`` if given (None if the group lacks it), else its own
+    base (``base_blocks``, over depth) when it has one, else its narrowest / shallowest."""
+    want = cube.base if base_width is None else base_width
+    at = np.flatnonzero(np.isclose(cube.widths, want)) if np.isfinite(want) else []
+    if len(at):
+        return int(at[0])
+    return 0 if base_width is None else None
+
+
 def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: float, joint: bool) -> list[dict]:
-    base = 0 if base_width is None else int(np.flatnonzero(np.isclose(cube.widths, base_width))[0])
+    base = _base_index(cube, base_width)
+    if base is None:
+        return []
+    axis = cube.axis
     W, S, _ = cube.select.shape
     mean_loss = seed_mean(cube.loss)
     khat, kstar, reg, rel = _regret(seed_mean(cube.select), mean_loss, base)
@@ -78,7 +92,7 @@ def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: floa
         if w == base:
             continue
         rows.append({
-            **group_fields(cube, metric), "base_width_mult": cube.widths[base], "width_mult": cube.widths[w],
+            **group_fields(cube, metric), f"base_{axis}": cube.widths[base], axis: cube.widths[w],
             "lr_selected": lr(khat), "lr_best": lr(kstar[w]),
             "shift_steps": int(kstar[w] - khat) if khat >= 0 and kstar[w] >= 0 else pd.NA,
             "loss_selected": take(mean_loss[w], khat).item(), "loss_best": take(mean_loss[w], kstar[w]).item(),
@@ -92,22 +106,22 @@ def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: floa
 
 
 def transfer_regret(runs: pd.DataFrame, metric: str = "min_val_loss", base_width: float | None = None,
-                    n_boot: int = 1000, seed: int = 0, ci: float = 0.95, joint: bool = True) -> pd.DataFrame:
-    """Per (setup, parametrization, optimizer) and target width ζ ≠ base: ``lr_selected`` (k̂),
+                    n_boot: int = 1000, seed: int = 0, ci: float = 0.95, joint: bool = True,
+                    axis: str = "width_mult") -> pd.DataFrame:
+    """Per group (setup, parametrization, optimizer, the other axes) and target width ζ ≠ base (with
+    ``axis="blocks"``: target depth ≠ base, at a fixed width; columns ``base_blocks``, ``blocks``): ``lr_selected`` (k̂),
     ``lr_best`` (k*_ζ), ``shift_steps`` (grid steps from k̂ to k*_ζ), ``loss_selected``, ``loss_best``,
     ``regret`` and ``rel_regret`` with their ``_lo``/``_hi`` bootstrap CI, ``p_same`` (P̂(k̂ = k*_ζ)),
     the cross-fitted ``regret_cf`` with its CI, ``n_seeds`` and ``n_boot``.
 
     With one seed the CIs and ``p_same`` are NaN (no spread to resample); with fewer than two seeds
-    the cross-fitted regret is NaN. ``base_width``: the width tuned at (default: each group's narrowest); groups without it are
-    left out. ``joint``: one seed index set for every width (see :mod:`mupbench.analysis.bootstrap`).
+    the cross-fitted regret is NaN. ``base_width``: the width (depth) tuned at (default: each group's narrowest; over depth its
+    ``model.base_blocks`` when the sweep holds it, else its shallowest); groups without it are left out. ``joint``: one seed index set for every width (see :mod:`mupbench.analysis.bootstrap`).
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1 (got {n_boot}): the CIs are bootstrap percentiles")
     rng = np.random.default_rng(seed)
     rows = []
-    for cube in cubes(runs, metric):
-        if base_width is not None and not np.isclose(cube.widths, base_width).any():
-            continue
+    for cube in cubes(runs, metric, axis):
         rows += _cube_regret(cube, metric, base_width, n_boot, rng, ci, joint)
-    return pd.DataFrame(rows)
+    return frame(rows)

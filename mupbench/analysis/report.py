@@ -21,7 +21,7 @@ from .compute import compute_savings, compute_sentences
 from .drift import drift_verdicts
 from .figures import save_figure, sweep_figures
 from .html import Page
-from .records import GROUP, RecordError, Sweep, load_sweep, save_runs
+from .records import GROUP, RecordError, Sweep, groupby, load_sweep, save_runs
 from .regret import transfer_regret
 from .transfer import transfer_summary
 
@@ -79,7 +79,7 @@ def regret_lines(regret: pd.DataFrame) -> list[str]:
     lines = []
     if regret.empty:
         return lines
-    for _, g in regret.groupby(GROUP + ["metric"], sort=False):
+    for _, g in groupby(regret, GROUP + ["metric"], sort=False):
         r = g.sort_values("width_mult").iloc[-1]
         ci = (f"95 % CI {r.regret_lo:.3g} … {r.regret_hi:.3g}; " if pd.notna(r.regret_lo) else "one seed, no CI; ")
         lines.append(f"{_label(r)}: tuned at ζ = {r.base_width_mult:g}, used at ζ = {r.width_mult:g}: regret "

@@ -1,4 +1,8 @@
-"""Does the optimal learning rate transfer across widths?
+"""Does the optimal learning rate transfer across widths (or depths)?
+
+Every function takes ``axis``: ``"width_mult"`` (the default: per group, across ζ) or ``"blocks"``
+(across depth at a fixed width; the group's keys are then
+:func:`mupbench.analysis.records.group_keys` ``("blocks")``). The docs below say ζ for either.
 
 - :func:`optimal_lr`: per (setup, parametrization, optimizer, ζ) the optimal k as the argmin of the
   seed mean and from a quadratic fit of log loss in log10 k around it, with a bootstrap CI over
@@ -21,7 +25,9 @@ import pandas as pd
 
 from .aggregate import seed_stats
 from .bootstrap import draw, fit_vertex, resampled_means, seed_mean
-from .records import GROUP
+from .records import frame, group_keys, groupby, with_axes
+
+AXIS_PLURAL = {"width_mult": "widths", "blocks": "depths"}
 
 
 def fit_optimum(log_k: np.ndarray, loss: np.ndarray, window: int = 1, log_loss: bool = True) -> tuple[float, bool]:
@@ -76,14 +82,15 @@ def _boot_optima(log_k, matrix, window: int, log_loss: bool, n_boot: int, rng) -
 
 
 def optimal_lr(runs: pd.DataFrame, metric: str = "min_train_loss", window: int = 1, n_boot: int = 200,
-               ci: float = 0.95, seed: int = 0, log_loss: bool = True) -> pd.DataFrame:
+               ci: float = 0.95, seed: int = 0, log_loss: bool = True, axis: str = "width_mult") -> pd.DataFrame:
     """Per (setup, parametrization, optimizer, ζ): ``lr_argmin`` (with its seed-mean
     ``loss_argmin``), ``lr_fit`` (the quadratic-fit optimum; ``fitted`` says whether a fit was
     possible), ``lr_lo``/``lr_hi`` (bootstrap CI of the fit optimum: seeds resampled with
     replacement, jointly across k) and ``n_seeds``."""
     rng = np.random.default_rng(seed)
     rows = []
-    for key, g in runs.groupby(GROUP + ["width_mult"], observed=True, sort=True):
+    keys = group_keys(axis) + [axis]
+    for key, g in groupby(with_axes(runs), keys, sort=True):
         lrs, matrix = _loss_matrix(g, metric)
         log_k = np.log10(lrs)
         mean = _seed_mean(matrix)
@@ -93,66 +100,73 @@ def optimal_lr(runs: pd.DataFrame, metric: str = "min_train_loss", window: int =
         boots = _boot_optima(log_k, matrix, window, log_loss, n_boot if len(matrix) > 1 else 0, rng)
         lo, hi = (np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2]) if len(boots) else (x_fit, x_fit))
         rows.append({
-            **dict(zip(GROUP + ["width_mult"], key)),
+            **dict(zip(keys, key)),
             "lr_argmin": lrs[i] if i is not None else math.nan,
             "loss_argmin": mean[i] if i is not None else math.nan,
             "lr_fit": 10**x_fit, "lr_lo": 10**lo, "lr_hi": 10**hi, "fitted": fitted,
             "n_seeds": int(len(matrix)), "metric": metric,
         })
-    return pd.DataFrame(rows)
+    return frame(rows, columns=[*keys, "lr_argmin", "loss_argmin", "lr_fit", "lr_lo", "lr_hi", "fitted",
+                                       "n_seeds", "metric"])
 
 
-def optimum_drift(opt: pd.DataFrame, basis: str = "lr_fit") -> pd.DataFrame:
+def optimum_drift(opt: pd.DataFrame, basis: str = "lr_fit", axis: str = "width_mult") -> pd.DataFrame:
     """Per (setup, parametrization, optimizer): the optimal k at the narrowest and widest ζ, the
     drift between them in decades (``log10 k*(ζmax) − log10 k*(ζmin)``; negative = to the left),
     that drift spread over the doublings in between, and the least-squares slope of
     ``log10 k*`` against ``log2 ζ`` over every width (decades per doubling)."""
     rows = []
-    for key, g in opt.groupby(GROUP, observed=True, sort=True):
-        g = g[np.isfinite(g[basis].astype(float))].sort_values("width_mult")
+    keys = group_keys(axis)
+    for key, g in groupby(opt, keys, sort=True):
+        g = g[np.isfinite(g[basis].astype(float))].sort_values(axis)
         if g.empty:
             continue
-        x, y = np.log2(g["width_mult"].to_numpy(float)), np.log10(g[basis].to_numpy(float))
+        x, y = np.log2(g[axis].to_numpy(float)), np.log10(g[basis].to_numpy(float))
         doublings = x[-1] - x[0]
         rows.append({
-            **dict(zip(GROUP, key)),
-            "width_mult_min": g["width_mult"].iloc[0], "width_mult_max": g["width_mult"].iloc[-1],
+            **dict(zip(keys, key)),
+            f"{axis}_min": g[axis].iloc[0], f"{axis}_max": g[axis].iloc[-1],
             "lr_opt_min": g[basis].iloc[0], "lr_opt_max": g[basis].iloc[-1],
             "drift_decades": y[-1] - y[0],
             "drift_per_doubling": (y[-1] - y[0]) / doublings if doublings > 0 else math.nan,
             "slope_per_doubling": np.polyfit(x, y, 1)[0] if len(g) > 1 and doublings > 0 else math.nan,
-            "n_widths": len(g), "basis": basis,
+            f"n_{AXIS_PLURAL[axis]}": len(g), "basis": basis,
         })
-    return pd.DataFrame(rows)
+    return frame(rows)
 
 
-def wider_is_better(runs: pd.DataFrame, metric: str = "min_train_loss") -> pd.DataFrame:
+def wider_is_better(runs: pd.DataFrame, metric: str = "min_train_loss", axis: str = "width_mult") -> pd.DataFrame:
     """Per (setup, parametrization, optimizer): of the k values with a result at every ζ, how many
     have a seed-mean objective that falls strictly at each step up in width (a diverged cell = +inf
     never falls)."""
     stats = seed_stats(runs, [metric])
     col = f"{metric}_objective"
     rows = []
-    for key, g in stats.groupby(GROUP, observed=True, sort=True):
-        table = g.pivot_table(index="width_mult", columns="lr", values=col, aggfunc="first", dropna=False).sort_index()
+    keys = group_keys(axis)
+    for key, g in groupby(stats, keys, sort=True):
+        table = g.pivot_table(index=axis, columns="lr", values=col, aggfunc="first", dropna=False).sort_index()
         table = table.loc[:, table.notna().all()]
         with np.errstate(invalid="ignore"):  # inf - inf
             falls = (np.diff(table.to_numpy(float), axis=0) < 0).all(axis=0) if len(table) > 1 else np.zeros(table.shape[1], bool)
         rows.append({
-            **dict(zip(GROUP, key)), "n_lr": table.shape[1], "n_monotone": int(falls.sum()),
+            **dict(zip(keys, key)), "n_lr": table.shape[1], "n_monotone": int(falls.sum()),
             "share": falls.mean() if table.shape[1] else math.nan,
             "lr_monotone": [float(k) for k in table.columns[falls]], "metric": metric,
         })
-    return pd.DataFrame(rows)
+    return frame(rows)
 
 
-def transfer_summary(runs: pd.DataFrame, metric: str = "min_train_loss", **kw) -> tuple[pd.DataFrame, pd.DataFrame]:
+def transfer_summary(runs: pd.DataFrame, metric: str = "min_train_loss", axis: str = "width_mult",
+                     **kw) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(per-width optima, per-group summary)``: the summary joins :func:`optimum_drift` (on the
-    fit and on the argmin) and :func:`wider_is_better`."""
-    opt = optimal_lr(runs, metric, **kw)
-    drift = optimum_drift(opt, "lr_fit")
-    arg = optimum_drift(opt, "lr_argmin")[GROUP + ["drift_decades", "slope_per_doubling"]]
-    summary = drift.drop(columns="basis").merge(arg, on=GROUP, suffixes=("", "_argmin"))
-    wide = wider_is_better(runs, metric)[GROUP + ["n_lr", "n_monotone", "share"]]
-    summary = summary.merge(wide.rename(columns={"share": "wider_is_better"}), on=GROUP, how="left")
+    fit and on the argmin) and :func:`wider_is_better` (for depth: deeper is better)."""
+    opt = optimal_lr(runs, metric, axis=axis, **kw)
+    keys = group_keys(axis)
+    drift = optimum_drift(opt, "lr_fit", axis)
+    if drift.empty:
+        return opt, drift
+    arg = optimum_drift(opt, "lr_argmin", axis)[keys + ["drift_decades", "slope_per_doubling"]]
+    summary = drift.drop(columns="basis").merge(arg, on=keys, suffixes=("", "_argmin"))
+    wide = wider_is_better(runs, metric, axis)[keys + ["n_lr", "n_monotone", "share"]]
+    summary = summary.merge(wide.rename(columns={"share": "wider_is_better"}), on=keys, how="left")
     return opt, summary.assign(metric=metric)

@@ -76,9 +76,12 @@ def test_duplicate_records_keep_the_finished_latest(tmp_path):
     sweep = A.load_sweep([tmp_path, tmp_path / "a"])  # nested dirs: the same file is read once
     assert len(sweep.runs) == 1 and sweep.duplicates == 2 and sweep.conflicts == 0
     assert sweep.runs["min_train_loss"].item() == 2.0
-    write_run(tmp_path / "d", train=1.0, steps=999, fingerprint="other")
+    write_run(tmp_path / "d", train=1.0, fingerprint="other")  # the same run key, another config (batch size, say)
     sweep = A.load_sweep(tmp_path)
     assert sweep.conflicts == 1 and any(p.startswith("conflicts: 1") for p in sweep.problems())
+    write_run(tmp_path / "e", train=0.5, steps=999, fingerprint="short")  # another horizon: another run, kept
+    sweep = A.load_sweep(tmp_path)
+    assert sorted(sweep.runs["steps"].tolist()) == [100, 999] and sweep.duplicates == 3 and sweep.conflicts == 1
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -96,3 +99,60 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 def test_load_curves(runs):
     curves = A.load_curves(runs.head(4))
     assert len(curves) == 8 and curves["step"].tolist()[:2] == [0, 50]
+
+
+def _axes_config(**kw) -> dict:
+    """A record's config with the new axes set (the keys of a config composed today)."""
+    opt = {"name": "adam", "lr": 1e-3, "weight_decay": kw.get("wd", 0.0), "wd_mode": kw.get("mode", "coupled"),
+           "wd_on_vectors": kw.get("vectors", False), "eps_scaling": kw.get("eps", "none")}
+    model = {"name": "transformer", "width_mult": 1.0, "blocks": kw.get("blocks", 6), "base_blocks": 2}
+    return {"model": model, "optimizer": opt, "schedule": {"name": kw.get("schedule", "constant")},
+            "parametrization": {"name": "mup", "depth_alpha": kw.get("alpha")}}
+
+
+AXIS_VARIANTS = [{}, {"wd": 0.1}, {"mode": "independent"}, {"vectors": True}, {"eps": "grad"}, {"schedule": "cosine"},
+                 {"alpha": 0.5}, {"alpha": 1.0}, {"blocks": 12}]
+
+
+def test_runs_that_differ_in_any_axis_are_never_duplicates(tmp_path):
+    for i, kw in enumerate(AXIS_VARIANTS):  # the same (setup, param, ζ, k, seed) every time
+        write_run(tmp_path / f"v{i}", setup="transformer_tokens", config=_axes_config(**kw), fingerprint=f"fp{i}")
+    write_run(tmp_path / "short", setup="transformer_tokens", config=_axes_config(), steps=10, fingerprint="short")
+    sweep = A.load_sweep(tmp_path)
+    runs = sweep.runs
+    assert len(runs) == len(AXIS_VARIANTS) + 1 and sweep.duplicates == 0 and sweep.conflicts == 0
+    assert set(A.records.AXES) <= set(runs.columns) and set(A.records.AXES) <= set(A.records.RUN)
+    assert sorted(runs["weight_decay"].tolist()) == [0.0] * 9 + [0.1]
+    assert runs["wd_mode"].value_counts().to_dict() == {"coupled": 9, "independent": 1}
+    assert runs["wd_on_vectors"].sum() == 1 and (runs["eps_scaling"] == "grad").sum() == 1
+    assert (runs["schedule"] == "cosine").sum() == 1
+    assert runs["depth_alpha"].isna().sum() == 8 and sorted(runs["depth_alpha"].dropna()) == [0.5, 1.0]
+    assert sorted(runs["blocks"].tolist()) == [6] * 9 + [12] and (runs["base_blocks"] == 2).all()
+    assert sorted(runs["steps"].tolist()) == [10] + [100] * 9
+    # NA (no depth rule) is a key value like any other: every run is its own group, none dropped
+    assert len(A.seed_stats(runs)) == 10 and len(A.table2(runs)) == 10
+    assert runs.groupby(A.records.GROUP, observed=True).ngroups < 10  # what plain pandas would have done
+
+
+def test_an_older_record_without_the_axes_loads_with_their_defaults(tmp_path):
+    write_run(tmp_path / "old")  # config: model {name, width_mult}, optimizer {name, lr}: no axis keys
+    old = tmp_path / "older"
+    write_run(old, seed=1)
+    record = json.loads((old / "result.json").read_text())
+    del record["config"]  # older still: no config at all
+    (old / "result.json").write_text(json.dumps(record))
+    runs = A.load_runs(tmp_path)
+    assert len(runs) == 2
+    for col, want in {"weight_decay": 0.0, "wd_mode": "coupled", "wd_on_vectors": False, "eps_scaling": "none",
+                      "schedule": "constant", "steps": 100}.items():
+        assert runs[col].tolist() == [want, want], col
+    assert runs["depth_alpha"].isna().all() and runs["blocks"].isna().all() and runs["base_blocks"].isna().all()
+    assert str(runs["blocks"].dtype) == "Int64" and str(runs["wd_on_vectors"].dtype) == "boolean"
+    assert len(A.seed_stats(runs)) == 1 and A.seed_stats(runs)["n_runs"].item() == 2
+    assert A.missing_runs(runs).empty
+    # a table written before the axis columns existed reads back with them
+    path = tmp_path / "old.csv"
+    runs.drop(columns=["wd_mode", "blocks", "schedule"]).to_csv(path, index=False)
+    back = A.read_runs(path)
+    assert back["wd_mode"].tolist() == ["coupled"] * 2 and back["schedule"].tolist() == ["constant"] * 2
+    assert back["blocks"].isna().all()
