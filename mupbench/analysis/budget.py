@@ -206,9 +206,12 @@ def budget_comparison(runs: pd.DataFrame, metric: str = "min_val_loss", n_boot: 
     table = pd.DataFrame(rows, columns=COLUMNS[:3] + extra + COLUMNS[3:])
     if table.empty:
         return table
+    # β-major: at each β the arms side by side (transfer, short; μP before SP as PARAM_ORDER has it), the oracles last
+    table = sort_groups(table, keys=("setup", "optimizer", *extra))
     kind_rank = table["kind"].map({"transfer": 0, "short": 1, "oracle": 2})
-    table = table.assign(_k=kind_rank).sort_values(["beta", "_k"], kind="stable", na_position="last").drop(columns="_k")
-    return sort_groups(table, keys=("setup", "optimizer", *extra))
+    order = ["setup", "optimizer", *extra, "target_width_mult", "beta", "_k"]
+    return (table.assign(_k=kind_rank).sort_values(order, kind="stable", na_position="last").drop(columns="_k")
+            .reset_index(drop=True))
 
 
 def budget_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -220,7 +223,8 @@ def budget_display(table: pd.DataFrame) -> pd.DataFrame:
     for r in table.itertuples(index=False):
         ok = bool(r.affordable)
         rows.append({
-            "setup": r.setup, "arm": r.arm, "β": "—" if pd.isna(r.beta) else fmt(r.beta),
+            "setup": r.setup, "arm": r.arm if r.kind != "oracle" else f"oracle {PARAM_NAMES.get(r.parametrization, r.parametrization)}",
+            "β": "—" if pd.isna(r.beta) else fmt(r.beta),
             "ζ_b → ζ_t": f"{fmt(r.base_width_mult)} → {fmt(r.target_width_mult)}",
             "k searched": str(r.n_points), "k̂": fmt(r.lr_selected) if ok else "not affordable",
             "target loss [95 % CI]": ci(r.loss, r.loss_lo, r.loss_hi) if ok else "—",
@@ -242,6 +246,7 @@ def draw_budget(table: pd.DataFrame, path: Path) -> list[Path]:
     from .figures import save_figure  # matplotlib only when drawing
 
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if table.empty:
         return []
@@ -264,14 +269,18 @@ def draw_budget(table: pd.DataFrame, path: Path) -> list[Path]:
             color, marker, ls = ARM_STYLE.get(arm, ("C2", "^", "-."))
             ax.errorbar(a["total_per_U"], a["loss"], yerr=np.nan_to_num(err), color=color, marker=marker, ls=ls,
                         capsize=3, label=arm)
-            for r in a.itertuples():
-                ax.annotate(f"β={fmt(r.beta)}", (r.total_per_U, r.loss), fontsize=6, xytext=(3, 3),
-                            textcoords="offset points")
+            for (x, y), same in a.groupby(["total_per_U", "loss"], sort=False):  # one label per point, its β joined
+                ax.annotate("β=" + ",".join(fmt(b) for b in same["beta"]), (x, y), fontsize=6,
+                            xytext=(3, -9 if same["kind"].iloc[0] == "transfer" else 3),
+                            textcoords="offset points", color=color)
         missing = g[~g["affordable"].astype(bool)]
         if len(missing):
             ax.text(0.01, 0.01, "not affordable: " + ", ".join(f"{r.arm} β={fmt(r.beta)}" for r in missing.itertuples()),
                     transform=ax.transAxes, fontsize=6, va="bottom")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("total FLOPs / U (U = one full target run)")
         ax.set_ylabel(f"final target {g['metric'].iloc[0].replace('_', ' ')}")
         k = dict(zip(keys, key))
