@@ -101,7 +101,8 @@ def axes(cfg: DictConfig) -> P.Axes:
     alpha = cfg.parametrization.get("depth_alpha")
     return P.Axes(eps_scaling=o.get("eps_scaling", "none"), wd_mode=o.get("wd_mode", "coupled"),
                   wd_on_vectors=bool(o.get("wd_on_vectors", False)), depth_alpha=None if alpha is None else float(alpha),
-                  depth_mult=m.blocks / m.base_blocks if "base_blocks" in m else 1.0)
+                  depth_mult=m.blocks / m.base_blocks if "base_blocks" in m else 1.0,
+                  depth_wd_follows_lr=bool(cfg.parametrization.get("depth_wd_follows_lr", False)))
 
 
 def make_plan(cfg: DictConfig, model: nn.Module, base: nn.Module) -> list[P.ParamPlan]:

@@ -14,7 +14,7 @@ import importlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -43,6 +43,9 @@ class ParametrizationConfig:
     attn_scale: str = "default"  # default (follows name) | sp | mup | paper (SP 1/√d_head, others 1/d_model)
     kernel_fan_in: bool = False  # conv fan-in × kernel area (the paper's code: channels only)
     depth_alpha: Optional[float] = None  # null: no depth rule (the paper) | 0.5 depth-μP | 1.0 CompleteP (SPEC-AXES §3)
+    # wd_mode=independent + a depth rule: true = block decay s·λ·m_L^(α−1) (CompleteP exact), false = s·λ;
+    # a no-op elsewhere: coupled and width_invariant already follow the block lr's m_L^(α−1) (SPEC-AXES §3)
+    depth_wd_follows_lr: bool = False
 
 
 @dataclass
@@ -183,6 +186,10 @@ PARAMETRIZATION_CHECKS = {
     "attn_scale": R.one_of(*ATTN_SCALES),
     "kernel_fan_in": R.flag(),
     "depth_alpha": R.one_of(*DEPTH_ALPHAS, hint="null = no depth rule, 0.5 depth-μP, 1.0 CompleteP"),
+    "depth_wd_follows_lr": replace(R.flag(), hint="optimizer.wd_mode=independent with a depth rule: true = block decay "
+                                                  "s·λ·m_L^(α−1) (CompleteP exact), false = s·λ; a no-op with coupled and "
+                                                  "width_invariant (they follow the block lr already), without a depth rule "
+                                                  "or under sp (its lr has no depth factor)"),
 }
 IMPLS = ("auto", "fused", "foreach", "for_loop")
 _OPTIMIZER_COMMON = {
@@ -207,6 +214,10 @@ COORD_CHECKS = {
     "parametrizations": R.list_of(R.one_of(*PARAMETRIZATIONS), unique=True),
     "max_slope": R.number(gt=0),
     "out": R.optional_path(),
+    "axis": R.one_of("width", "depth", hint="width: over coord.widths; depth: over coord.blocks (a model with residual blocks)"),
+    "blocks": replace(R.list_of(R.integer(ge=1), unique=True), hint="axis=depth: the model.blocks, at model.width_mult"),
+    "depth_alphas": replace(R.list_of(R.one_of(*DEPTH_ALPHAS), unique=True),
+                            hint="axis=depth: the depth rules compared (null = none, 0.5 depth-μP, 1.0 CompleteP)"),
 }
 
 
@@ -235,8 +246,23 @@ def _pairing(cfg: DictConfig, model, data) -> None:
                                  f"(or model={'|'.join(others)})")
 
 
-def _coord_widths(cfg: DictConfig, model) -> None:
-    """Every width of a coordinate check must build (integer widths, heads that split them)."""
+def _coord_points(cfg: DictConfig, model) -> None:
+    """Every run of a coordinate check must build: over width each width (integer widths, heads
+    that split them); over depth a model with residual blocks, and each depth rule under each
+    parametrization compared."""
+    if cfg.coord.get("axis", "width") == "depth":
+        if "base_blocks" not in cfg.model:
+            raise ConfigError("coord.axis", f"depth needs a model with residual blocks; model={cfg.model.name} has none: "
+                                            "use model=transformer, vit or custom (or coord.axis=width)")
+        for param in cfg.coord.parametrizations:
+            for alpha in cfg.coord.depth_alphas:
+                c = cfg.copy()
+                c.parametrization.name, c.parametrization.depth_alpha = param, alpha
+                try:
+                    _check_axes(c, model)
+                except ConfigError as e:
+                    raise ConfigError("coord.depth_alphas", f"{R.show(alpha)} with parametrization {param} ({e})") from None
+        return
     for zeta in cfg.coord.widths:
         m = cfg.model.copy()
         m.width_mult = float(zeta)
@@ -253,6 +279,9 @@ def _check_axes(cfg: DictConfig, model) -> None:
         R.apply(S.CHECKS, sched, "schedule.")
         S.check(sched, cfg.train.steps)
     alpha = cfg.parametrization.get("depth_alpha")
+    if cfg.parametrization.get("depth_wd_follows_lr") and "base_blocks" not in cfg.model:
+        raise ConfigError("parametrization.depth_wd_follows_lr", f"model={cfg.model.name} has no residual blocks; "
+                                                                 "it is for a depth rule on model=vit or model=transformer")
     if alpha is None:
         return
     if "base_blocks" not in cfg.model:
@@ -301,7 +330,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("train.batch_size", f"{t.batch_size} exceeds the {min(rows)} rows of dataset={cfg.dataset.name}'s "
                                               f"{'train' if rows[0] <= rows[1] else 'val'} split; use at most {min(rows)}")
     if "coord" in cfg:
-        _coord_widths(cfg, model)
+        _coord_points(cfg, model)
     _trackers_installed(cfg)
 
 

@@ -184,6 +184,7 @@ class Axes:
     wd_on_vectors: bool = False  # biases, norms and free tokens decay too
     depth_alpha: float | None = None  # None: no depth rule; 0.5 depth-μP; 1.0 CompleteP
     depth_mult: float = 1.0  # m_L = blocks / base_blocks
+    depth_wd_follows_lr: bool = False  # wd_mode=independent: block decay × the block lr's m_L^(α−1) (SPEC-AXES §3, item 3)
 
 
 def residual_scale(axes: Axes) -> float:
@@ -208,6 +209,9 @@ def _axes_mults(axes: Axes, param: str, kind: str, block: bool, width_lr: float,
     wd_mult = 0.0
     if kind in DECAYED_KINDS or axes.wd_on_vectors:
         wd_mult = {"coupled": 1.0, "width_invariant": 1.0 / width_lr, "independent": 1.0 / lr_mult}[axes.wd_mode]
+        if depth and axes.wd_mode == "independent" and axes.depth_wd_follows_lr:
+            # CompleteP exact: per-step decay s·λ·m_L^(α−1), i.e. λ_torch = λ·m_L^(α−1)/(k·ρ_r)
+            wd_mult = axes.depth_mult ** (axes.depth_alpha - 1) / lr_mult
     return lr_mult, eps_mult, wd_mult
 
 

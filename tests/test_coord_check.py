@@ -6,6 +6,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
+import torch
 
 from mupbench.analysis import plot_coord_check
 from mupbench.config import compose
@@ -84,3 +85,103 @@ def test_figure1(df):
     assert len(axes) == 2 * 4
     assert axes[0].get_title() == "SP: output" and axes[4].get_title() == "μP: output"
     assert all(len(ax.get_lines()) == len(STEPS) for ax in axes)
+
+
+# ---- over depth (coord.axis=depth, issue 12 item 7): the same check over model.blocks per depth rule
+DEPTH = ["model=transformer", "dataset=synthetic_tokens", "train.batch_size=8", "coord.axis=depth", "model.base_blocks=2",
+         "coord.blocks=[1,2,4,8]", "coord.steps=[0,3]", "coord.parametrizations=[mup]", "coord.depth_alphas=[null,1.0]",
+         "optimizer.lr=1e-2"]
+
+
+@pytest.fixture(scope="module")
+def depth_report():
+    """The depth check's frame and its slopes as slopes.csv holds them (run_and_report writes
+    fit_slopes(df); tests/e2e/test_coord_check_cli.py reads the file the CLI wrote)."""
+    df = coord_check(mlp_cfg(*DEPTH))
+    return df, fit_slopes(df)
+
+
+def depth_slope(slopes, alpha: str, coord: str, step: int) -> float:
+    row = slopes[(slopes["depth_alpha"] == alpha) & (slopes["coord"] == coord) & (slopes["step"] == step)]
+    return float(row["slope"].item())
+
+
+def test_depth_frame(depth_report):
+    df, slopes = depth_report
+    assert sorted(df["blocks"].unique()) == [1, 2, 4, 8] and set(df["depth_alpha"]) == {"null", "1"}
+    assert set(df["width_mult"]) == {1.0} and set(df["width"]) == {32}
+    assert figure1_coords(df) == ["output", "activation:stream", "update:stream", "update:blocks.0.mlp.fc2.weight"]
+    assert set(slopes.columns) == {"parametrization", "depth_alpha", "coord", "step", "kind", "slope", "n_blocks"}
+    # blocks.3.* exists at 4 and 8 blocks only: its slope rests on two depths
+    assert slopes.loc[slopes["coord"] == "activation:blocks.3.mlp.fc1", "n_blocks"].unique().tolist() == [2]
+
+
+def test_depth_completep_is_flat_and_no_rule_is_not(depth_report):
+    """With α = 1 the stream, its per-step update and the output are flat
+    in depth (|slope| ≤ max_slope = 0.25); without a depth rule the stream's update grows ≈ ∝ depth."""
+    _, slopes = depth_report
+    for step in (0, 3):
+        for coord in ("activation:stream", "update:stream", "output"):
+            assert abs(depth_slope(slopes, "1", coord, step)) <= 0.25, (coord, step)
+        assert depth_slope(slopes, "null", "update:stream", step) == pytest.approx(1.0, abs=0.3)
+    full = slopes[(slopes["n_blocks"] == 4) & (slopes["kind"].isin(["output", "activation"]))]
+    assert full[full["depth_alpha"] == "1"]["slope"].abs().max() <= 0.25  # every activation every depth has
+    # Adam's parameter update follows the lr: no depth factor in either (m_L^0 at α = 1)
+    assert abs(depth_slope(slopes, "1", "update:blocks.0.mlp.fc2.weight", 3)) < 0.1
+
+
+def test_depth_figure_and_assert(depth_report):
+    df, _ = depth_report
+    from mupbench.analysis import plot_coord_check
+    from mupbench.coordinates import figure_frame
+
+    frame, x = figure_frame(df)
+    fig = plot_coord_check(frame, figure1_coords(df), x=x)
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(axes) == 2 * 4 and x == "blocks"
+    assert axes[0].get_title() == "μP, no depth rule: output" and axes[4].get_title() == "μP, α = 1: output"
+    assert axes[0].get_xscale() == "log" and axes[0].get_xlabel() == "blocks"
+    with pytest.raises(AssertionError, match=r"grow with depth .*mup α=null update:stream"):
+        assert_width_stable(df, kinds=("update",), parametrization="mup")
+
+
+@pytest.mark.parametrize("override, message", [
+    (["coord.axis=depth"], r"^coord.axis: depth needs a model with residual blocks; model=mlp"),
+    ([*DEPTH, "coord.blocks=[0,2]"], r"^coord.blocks: \[0,2\] is not"),
+    ([*DEPTH, "coord.blocks=[2,2]"], r"^coord.blocks: "),
+    ([*DEPTH, "coord.depth_alphas=[0.7]"], r"^coord.depth_alphas: \[0.7\] is not"),
+    ([*DEPTH, "coord.parametrizations=[ntk]"], r"^coord.depth_alphas: 1 with parametrization ntk"),
+    ([*DEPTH, "coord.axis=height"], r"^coord.axis: height is not one of width, depth"),
+])
+def test_depth_options_are_validated_at_compose_time(override, message):
+    from mupbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        mlp_cfg(*override)
+
+
+def test_stream_coordinates_are_the_last_blocks_output_and_its_change():
+    """activation:stream = mean |last block's output| in the step's forward; update:stream = mean |its
+    change on the step's batch| made by that step's update (eval mode), recomputed here by hand."""
+    from mupbench.assemble import build_run
+
+    cfg = mlp_cfg(*DEPTH, "coord.blocks=[3]", "coord.depth_alphas=[0.5]", "coord.steps=[0,1]")
+    df = coord_check(cfg).set_index(["coord", "step"])["value"]
+    c = cfg.copy()
+    c.model.blocks, c.parametrization.depth_alpha = 3, 0.5
+    run = build_run(c)
+    seen = {}
+    run.model.blocks[-1].register_forward_hook(lambda m, a, out: seen.__setitem__("x", out.detach().clone()))
+    for step in (0, 1):
+        x, y = run.train_sampler.next()
+        loss = run.loss_fn(run.model(x), y)
+        assert df["activation:stream", step] == pytest.approx(seen["x"].abs().mean().item(), rel=1e-6)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            run.model.eval(), run.model(x)
+            before = seen["x"]
+            run.optimizer.step()
+            run.model(x), run.model.train()
+        assert df["update:stream", step] == pytest.approx((seen["x"] - before).abs().mean().item(), rel=1e-6)
+        assert df["update:stream", step] > 0
