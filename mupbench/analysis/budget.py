@@ -26,6 +26,12 @@ uses +inf for a cell with a diverged run, the loss charged caps runs at their lo
 initialisation (:mod:`mupbench.analysis.bootstrap`). CIs are a seed bootstrap: one index set per
 resample for every slice and k (a seed fixes init and data order everywhere), every k̂ and k*
 re-selected in every resample; ``p_oracle`` is the share of resamples in which k̂ = k*.
+
+A short run at seed s is the start of the target run at seed s (same init and data order; with a
+constant schedule its very prefix), so SP-short selects and is charged on correlated runs, as the
+oracle is (the winner's curse biases both low). The **cross-fitted** regret (``regret_cf``, as in
+:mod:`mupbench.analysis.regret`) selects k̂ and k* on one half of the seeds and charges both on the
+other half, both ways round, averaged: free of that bias, noisier, and it can come out negative.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ ARM_NAMES = {("mup", "transfer"): "μT", ("sp", "transfer"): "SP-naive"}
 COLUMNS = [
     "setup", "parametrization", "optimizer", "metric", "arm", "kind", "beta", "base_width_mult", "target_width_mult",
     "steps", "short_steps", "n_points", "affordable", "lr_selected", "lr_oracle", "loss", "loss_lo", "loss_hi",
-    "regret", "regret_lo", "regret_hi", "rel_regret", "p_oracle", "tuning_flops", "total_flops", "flops_unit",
+    "regret", "regret_lo", "regret_hi", "rel_regret", "p_oracle", "regret_cf", "regret_cf_lo", "regret_cf_hi", "tuning_flops", "total_flops", "flops_unit",
     "tuning_per_U", "total_per_U", "n_seeds", "n_boot",
 ]
 
@@ -113,13 +119,29 @@ class _Stats:
     """Point estimates and bootstrap samples of one group's seed means (slice, k)."""
 
     def __init__(self, cube, n_boot: int, rng):
-        S = len(cube.seeds)
+        S, W = len(cube.seeds), cube.select.shape[0]
         self.one_seed = cube.n_seeds() < 2
         self.sel, self.loss = seed_mean(cube.select), seed_mean(cube.loss)
-        idx = draw(rng, n_boot, cube.select.shape[0], S, True)
+        idx = draw(rng, n_boot, W, S, True)
         self.b_sel, self.b_loss = resampled_means(cube.select, idx), resampled_means(cube.loss, idx)
         self.kstar, self.b_kstar = argmin_finite(self.sel[1]), argmin_finite(self.b_sel[:, 1])
         self.best, self.b_best = take(self.loss[1], self.kstar), take(self.b_loss[:, 1], self.b_kstar)
+        # cross-fitting: the seed halves' means, as they are and resampled within each half
+        halves = (np.arange(S // 2), np.arange(S // 2, S))
+        self.halves = [(seed_mean(cube.select[:, h]), seed_mean(cube.loss[:, h])) for h in halves] if S >= 2 else None
+        if self.halves:
+            ih = [draw(rng, n_boot, W, h, True) for h in halves]
+            self.b_halves = [(resampled_means(cube.select, i), resampled_means(cube.loss, i)) for i in ih]
+
+    @staticmethod
+    def _cross_fit(halves, sl: int, pick) -> np.ndarray:
+        """Select k̂ (on slice ``sl``) and k* (at the target) on one half of the seeds, charge both at the
+        target on the other half, and the other way round: the mean of the two regrets."""
+        out = []
+        for (sel, _), (_, ev) in ((halves[0], halves[1]), (halves[1], halves[0])):
+            khat, kstar = pick(sel[..., sl, :]), argmin_finite(sel[..., 1, :])
+            out.append(take(ev[..., 1, :], khat) - take(ev[..., 1, :], kstar))
+        return (out[0] + out[1]) / 2
 
     def arm(self, sl: int, mask: np.ndarray | None, ci: float) -> dict:
         """k̂ chosen on slice ``sl`` among ``mask`` (None: all k), charged at the target."""
@@ -130,12 +152,17 @@ class _Stats:
         if self.one_seed:  # every resample is the same: a CI would claim a certainty there is not
             b_final = b_reg = np.full_like(b_reg, np.nan)
         (lo, hi), (rlo, rhi) = interval(b_final, ci), interval(b_reg, ci)
+        cf, (cflo, cfhi) = math.nan, (math.nan, math.nan)
+        if self.halves:
+            cf = float(self._cross_fit(self.halves, sl, pick))
+            cflo, cfhi = interval(self._cross_fit(self.b_halves, sl, pick), ci)
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = (final - self.best) / self.best
         same = (b_khat == self.b_kstar) & (self.b_kstar >= 0)
         return {"khat": int(khat), "loss": float(final), "loss_lo": float(lo), "loss_hi": float(hi),
                 "regret": float(final - self.best), "regret_lo": float(rlo), "regret_hi": float(rhi),
-                "rel_regret": float(rel), "p_oracle": math.nan if self.one_seed else float(same.mean())}
+                "rel_regret": float(rel), "p_oracle": math.nan if self.one_seed else float(same.mean()),
+                "regret_cf": cf, "regret_cf_lo": float(cflo), "regret_cf_hi": float(cfhi)}
 
 
 def _group_rows(key: dict, g: pd.DataFrame, metric: str, n_boot: int, rng, ci: float) -> list[dict]:
@@ -163,7 +190,8 @@ def _group_rows(key: dict, g: pd.DataFrame, metric: str, n_boot: int, rng, ci: f
                "n_points": n_points, "affordable": res is not None, "tuning_flops": tuning, "total_flops": total,
                "tuning_per_U": tuning / U, "total_per_U": total / U}
         res = res or {"khat": -1, **{c: math.nan for c in ("loss", "loss_lo", "loss_hi", "regret", "regret_lo",
-                                                             "regret_hi", "rel_regret", "p_oracle")}}
+                                                             "regret_hi", "rel_regret", "p_oracle", "regret_cf",
+                                                             "regret_cf_lo", "regret_cf_hi")}}
         return {**out, "lr_selected": lr(res.pop("khat")), **res}
 
     rows = []
@@ -191,7 +219,7 @@ def budget_comparison(runs: pd.DataFrame, metric: str = "min_val_loss", n_boot: 
     SP-naive, SP-short, μP-short, oracle), ``kind``, ``beta`` (nominal; NaN for the oracle),
     ``short_steps``, ``n_points`` (the k values tuned over; 0 = ``affordable`` False), ``lr_selected``
     (k̂), ``lr_oracle`` (k*), the final target ``loss`` and ``regret`` with ``_lo``/``_hi`` CIs,
-    ``rel_regret``, ``p_oracle`` (P̂(k̂ = k*)), ``tuning_flops``, ``total_flops``, ``flops_unit`` (U),
+    ``rel_regret``, ``p_oracle`` (P̂(k̂ = k*)), the cross-fitted ``regret_cf`` with its CI, ``tuning_flops``, ``total_flops``, ``flops_unit`` (U),
     ``tuning_per_U``, ``total_per_U``, ``n_seeds``, ``n_boot``. Empty (these columns) when no group
     holds a budget structure. With one seed the CIs and ``p_oracle`` are NaN."""
     if n_boot < 1:
@@ -229,6 +257,7 @@ def budget_display(table: pd.DataFrame) -> pd.DataFrame:
             "k searched": str(r.n_points), "k̂": fmt(r.lr_selected) if ok else "not affordable",
             "target loss [95 % CI]": ci(r.loss, r.loss_lo, r.loss_hi) if ok else "—",
             "regret [95 % CI]": ci(r.regret, r.regret_lo, r.regret_hi) if ok else "—",
+            "regret, cross-fitted": ci(r.regret_cf, r.regret_cf_lo, r.regret_cf_hi) if ok else "—",
             "P(k̂ = k*)": fmt(r.p_oracle) if ok else "—",
             "tuning / U": fmt(r.tuning_per_U) if ok else "—", "total / U": fmt(r.total_per_U) if ok else "—",
         })
