@@ -16,11 +16,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from .records import CELL, GROUP, groupby, with_axes
+from .records import CELL, GROUP, groupby, varying_axes, with_axes
 
 METRICS = ("min_train_loss", "min_val_loss")
 PARAM_ORDER = {"sp": 0, "mup": 1, "ntk": 2, "mf": 3}
 PARAM_NAMES = {"sp": "SP", "mup": "μP", "ntk": "NTK", "mf": "MF"}
+AXIS_LABELS = {"weight_decay": "λ (wd)", "wd_mode": "wd mode", "wd_on_vectors": "wd on vectors",
+               "eps_scaling": "ε scaling", "schedule": "schedule", "depth_alpha": "α (depth)", "blocks": "blocks",
+               "steps": "steps", "width_mult": "ζ"}
 
 
 def seed_stats(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
@@ -100,11 +103,21 @@ def fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def axis_value(col: str, v) -> str:
+    """One axis value as a table shows it (α NA: "none", no depth rule; blocks NA: "—")."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return "none" if col == "depth_alpha" else "—"
+    return fmt(v) if isinstance(v, (float, np.floating)) else str(v)
+
+
 def table2_display(t2: pd.DataFrame, metrics=METRICS, pm: str = "±") -> pd.DataFrame:
-    """Table 2 as strings; ``pm`` is the plus-minus sign of the target format."""
+    """Table 2 as strings; ``pm`` is the plus-minus sign of the target format. The axes that vary
+    among its rows get a column each."""
     rows = {"setup": t2["setup"], "param": t2["parametrization"].map(lambda p: PARAM_NAMES.get(p, p))}
     if t2["optimizer"].nunique() > 1:
         rows["optimizer"] = t2["optimizer"]
+    for col in varying_axes(t2, exclude=("width_mult",)):
+        rows[AXIS_LABELS[col]] = [axis_value(col, v) for v in t2[col]]
     for m in metrics:
         rows[m.replace("_", " ")] = [f"{fmt(v)} {pm} {fmt(s)}" for v, s in zip(t2[m], t2[f"{m}_std"])]
         rows[f"ζ, k ({m.split('_')[1]})"] = [
@@ -132,5 +145,6 @@ def table2_latex(t2: pd.DataFrame, metrics=METRICS) -> str:
     shown = table2_display(t2, metrics, r"$\pm$")
     subs = {"μP": r"$\mu$P", "∞": r"$\infty$", "—": "--", "_": r"\_"}
     shown = shown.map(lambda v: functools.reduce(lambda t, kv: t.replace(*kv), subs.items(), str(v)))
-    shown.columns = [c.replace("ζ", r"$\zeta$") for c in shown.columns]
+    greek = {"ζ": r"$\zeta$", "α": r"$\alpha$", "λ": r"$\lambda$", "ε": r"$\varepsilon$"}
+    shown.columns = [functools.reduce(lambda t, kv: t.replace(*kv), greek.items(), c) for c in shown.columns]
     return shown.to_latex(index=False, escape=False)

@@ -48,7 +48,7 @@ def basin(runs: pd.DataFrame, metric: str = "min_val_loss", tolerances=TOLERANCE
                     **group_fields(cube, metric), axis: cube.widths[w], "tolerance": tol,
                     "lr_best": cube.lrs[i], "loss_best": mean[i], "lr_lo": cube.lrs[lo], "lr_hi": cube.lrs[hi],
                     "decades": cube.log_k[hi] - cube.log_k[lo], "n_points": hi - lo + 1,
-                    "open_lo": lo == 0, "open_hi": hi == len(mean) - 1,
+                    "open_lo": lo == 0, "open_hi": hi == len(mean) - 1, "axis": axis,
                 })
     return frame(rows)
 

@@ -1,4 +1,9 @@
-"""The paper's figures: Figures 2–5 (loss vs k, one curve per ζ) and Figure 1 (coordinate check).
+"""The paper's figures: Figures 2–5 (loss vs k, one curve per ζ) and Figure 1 (coordinate check);
+over depth (``axis="blocks"``) the same figures with one curve per depth at a fixed width.
+
+:func:`sweep_figures` draws one figure per (setup, optimizer, every other axis that varies in the
+sweep), for the groups that hold more than one value of the transfer axis; a figure's rows are the
+parametrizations, each with its depth rule α when the sweep varies α.
 
 Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot state, no GUI backend), so
 they work the same in a script, a test and a notebook; :func:`save_figure` writes PNG and PDF.
@@ -16,9 +21,26 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from .aggregate import METRICS, PARAM_NAMES, PARAM_ORDER
+from .records import groupby, select, varies, varying_axes, with_axes
+from .tables import AXIS_LABELS, axis_value
 from .transfer import optimal_lr
 
 CMAP = "viridis"
+AXIS_NAMES = {"width_mult": "width multiplier ζ", "blocks": "blocks (depth)"}
+SHORT = {"weight_decay": "wd", "wd_mode": "", "wd_on_vectors": "wdvec", "eps_scaling": "eps", "schedule": "",
+         "depth_alpha": "alpha", "steps": "steps", "width_mult": "zeta", "blocks": "blocks"}
+
+
+def curve_families(runs: pd.DataFrame) -> list[tuple[str, float]]:
+    """The (parametrization, depth α) pairs of ``runs``, SP, μP, … first, α none first."""
+    pairs = with_axes(runs)[["parametrization", "depth_alpha"]].drop_duplicates()
+    key = lambda p: (PARAM_ORDER.get(p[0], 9), -1.0 if pd.isna(p[1]) else float(p[1]))  # noqa: E731
+    return sorted(((str(p), a) for p, a in pairs.itertuples(index=False)), key=key)
+
+
+def family_label(param: str, alpha, with_alpha: bool) -> str:
+    name = PARAM_NAMES.get(param, param)
+    return f"{name}, α = {axis_value('depth_alpha', alpha)}" if with_alpha else name
 
 
 def _width_norm(widths) -> colors.Normalize:
@@ -35,91 +57,119 @@ def _colorbar(fig: Figure, axes, norm, label: str = "width multiplier ζ") -> No
 
 
 def plot_sweep(runs: pd.DataFrame, setup: str | None = None, optimizer: str | None = None,
-               metrics=METRICS, logy: bool = True, optimum: str = "lr_argmin") -> Figure:
-    """Figures 2–5: rows = parametrizations (SP, μP, …), columns = metrics; the seed mean of each
-    metric against k (log axis), one curve per ζ coloured on a log scale, a ±1 std band, the
-    optimum of each curve marked by a star (``optimum``: "lr_argmin" or "lr_fit"), and an ✕ at the
-    top of the panel at every (ζ, k) where a run diverged."""
+               metrics=METRICS, logy: bool = True, optimum: str = "lr_argmin", axis: str = "width_mult",
+               title: str = "") -> Figure:
+    """Figures 2–5: rows = parametrizations (SP, μP, …; with their depth rule α when ``runs`` holds
+    several), columns = metrics; the seed mean of each metric against k (log axis), one curve per ζ
+    (``axis="blocks"``: per depth) coloured on a log scale, a ±1 std band, the optimum of each curve
+    marked by a star (``optimum``: "lr_argmin" or "lr_fit"), and an ✕ at the top of the panel at
+    every (ζ, k) where a run diverged. Runs that differ in any other axis are averaged together:
+    pass one setting of them (:func:`sweep_figures` does)."""
+    runs = with_axes(runs)
     setup = setup or runs["setup"].iloc[0]
     runs = runs[runs["setup"] == setup]
     optimizer = optimizer or runs["optimizer"].iloc[0]
     runs = runs[runs["optimizer"] == optimizer]
     if runs.empty:
         raise ValueError(f"no runs of setup {setup!r} with optimizer {optimizer!r}")
-    params = sorted(runs["parametrization"].unique(), key=lambda p: PARAM_ORDER.get(p, 9))
-    norm = _width_norm(runs["width_mult"])
-    fig = Figure(figsize=(4.2 * len(metrics) + 1, 3.3 * len(params)), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(params), len(metrics), sharex=True, squeeze=False))
-    done = runs[runs["status"] == "completed"]
-    for r, param in enumerate(params):
+    families = curve_families(runs)
+    with_alpha = runs["depth_alpha"].nunique(dropna=False) > 1
+    norm = _width_norm(runs[axis].astype(float))
+    fig = Figure(figsize=(4.2 * len(metrics) + 1, 3.3 * len(families)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(families), len(metrics), sharex=True, squeeze=False))
+    for r, (param, alpha) in enumerate(families):
+        mine = select(runs, {"parametrization": param, "depth_alpha": alpha}).astype({axis: float})
+        done = mine[mine["status"] == "completed"]
         for c, metric in enumerate(metrics):
             ax = axes[r, c]
-            data = done[(done["parametrization"] == param) & np.isfinite(done[metric].astype(float))]
+            data = done[np.isfinite(done[metric].astype(float))]
             if not data.empty:
-                sns.lineplot(data=data, x="lr", y=metric, hue="width_mult", hue_norm=norm, palette=CMAP,
+                sns.lineplot(data=data, x="lr", y=metric, hue=axis, hue_norm=norm, palette=CMAP,
                              errorbar="sd", estimator="mean", legend=False, ax=ax, linewidth=1.2)
-            opt = optimal_lr(runs[runs["parametrization"] == param], metric, n_boot=0)
+            opt = optimal_lr(mine, metric, n_boot=0, axis=axis)
             opt = opt[np.isfinite(opt["loss_argmin"].astype(float))]
             if not opt.empty:  # the seed mean at the argmin is the plotted point; the fit shares its height
-                ax.scatter(opt[optimum], opt["loss_argmin"], c=opt["width_mult"], cmap=CMAP, norm=norm, marker="*",
-                           s=120, edgecolors="black", linewidths=0.6, zorder=5)
-            div = runs[(runs["parametrization"] == param) & (runs["status"] == "diverged")]
+                ax.scatter(opt[optimum], opt["loss_argmin"], c=opt[axis].astype(float), cmap=CMAP, norm=norm,
+                           marker="*", s=120, edgecolors="black", linewidths=0.6, zorder=5)
+            div = mine[mine["status"] == "diverged"]
             if not div.empty:
                 at_top = blended_transform_factory(ax.transData, ax.transAxes)
-                cells = div.drop_duplicates(["width_mult", "lr"])
-                height = 0.97 - 0.03 * np.log2(cells["width_mult"] / norm.vmin)  # stacked by ζ, not hidden
-                ax.scatter(cells["lr"], height, c=cells["width_mult"], cmap=CMAP, norm=norm,
+                cells = div.drop_duplicates([axis, "lr"])
+                height = 0.97 - 0.03 * np.log2(cells[axis] / norm.vmin)  # stacked by ζ, not hidden
+                ax.scatter(cells["lr"], height, c=cells[axis], cmap=CMAP, norm=norm,
                            marker="x", s=30, transform=at_top, zorder=5)
             ax.set_xscale("log")
             if logy:
                 ax.set_yscale("log")
-            ax.set_title(f"{PARAM_NAMES.get(param, param)} — {metric.replace('_', ' ')}", fontsize=10)
+            ax.set_title(f"{family_label(param, alpha, with_alpha)} — {metric.replace('_', ' ')}", fontsize=10)
             ax.set_xlabel("learning-rate multiplier k")
             ax.set_ylabel(metric.replace("_", " ") if c == 0 else "")
             ax.grid(True, which="major", alpha=0.3)
-    _colorbar(fig, axes, norm)
-    fig.suptitle(f"{setup} ({optimizer}): mean ± 1 std over seeds; ★ optimum, ✕ diverged")
+    _colorbar(fig, axes, norm, AXIS_NAMES[axis])
+    fig.suptitle(f"{setup} ({optimizer}{title}): mean ± 1 std over seeds; ★ optimum, ✕ diverged")
     return fig
 
 
-def sweep_figures(runs: pd.DataFrame, optima: pd.DataFrame | None = None, **kw) -> dict[str, Figure]:
-    """One :func:`plot_sweep` figure per (setup, optimizer) in ``runs`` and, given ``optima``
-    (:func:`optimal_lr` output), one :func:`plot_optimal_lr` figure each; keyed by a file stem."""
+def sweep_figures(runs: pd.DataFrame, optima: pd.DataFrame | None = None, axis: str = "width_mult",
+                  **kw) -> dict[str, Figure]:
+    """One :func:`plot_sweep` figure per (setup, optimizer, each other axis that varies in ``runs``)
+    among the groups that hold more than one value of ``axis`` and, given ``optima``
+    (:func:`optimal_lr` output along ``axis``), one :func:`plot_optimal_lr` figure each; keyed by a
+    file stem: the setup, then the optimizer when several, the varying axes' values, and ``depth``
+    for ``axis="blocks"`` (a sweep that varies nothing new keeps the paper's stems)."""
+    runs = with_axes(runs)
+    many_opt = runs["optimizer"].nunique() > 1
+    runs = varies(runs, axis)
     out = {}
-    for (setup, optimizer), _ in runs.groupby(["setup", "optimizer"], observed=True, sort=True):
-        stem = setup if runs["optimizer"].nunique() == 1 else f"{setup}_{optimizer}"
-        out[stem] = plot_sweep(runs, setup, optimizer, **kw)
+    if runs.empty:
+        return out
+    split = [c for c in varying_axes(runs, exclude=(axis, "depth_alpha")) if not (axis == "width_mult" and c == "width_mult")]
+    keys = ["setup", "optimizer", *split]
+    for key, g in groupby(runs, keys, sort=True):
+        values = dict(zip(keys, key))
+        parts = [values["setup"]] + ([values["optimizer"]] if many_opt else [])
+        parts += [f"{SHORT[c]}{axis_value(c, values[c])}" for c in split] + (["depth"] if axis == "blocks" else [])
+        stem = "_".join(parts).replace(" ", "")
+        title = "".join(f", {AXIS_LABELS[c]} = {axis_value(c, values[c])}" for c in split)
+        out[stem] = plot_sweep(g, values["setup"], values["optimizer"], axis=axis, title=title, **kw)
         if optima is not None:
-            out[f"{stem}_optimum"] = plot_optimal_lr(optima, setup, optimizer)
+            mine = select(optima, {c: v for c, v in values.items() if c in optima})
+            if len(mine):
+                out[f"{stem}_optimum"] = plot_optimal_lr(mine, values["setup"], values["optimizer"], axis, title)
     return out
 
 
-def plot_optimal_lr(opt: pd.DataFrame, setup: str | None = None, optimizer: str | None = None) -> Figure:
-    """The optimal k against ζ (log–log), one line per parametrization with the bootstrap CI as
-    error bars, one panel per metric; ``opt`` is :func:`optimal_lr` output (several metrics may be
-    concatenated). Flat = the optimum transfers across widths."""
+def plot_optimal_lr(opt: pd.DataFrame, setup: str | None = None, optimizer: str | None = None,
+                    axis: str = "width_mult", title: str = "") -> Figure:
+    """The optimal k against ζ (``axis="blocks"``: against depth) (log–log), one line per
+    parametrization (and depth rule α, when several) with the bootstrap CI as error bars, one panel
+    per metric; ``opt`` is :func:`optimal_lr` output (several metrics may be concatenated). Flat =
+    the optimum transfers."""
+    opt = with_axes(opt)
     setup = setup or opt["setup"].iloc[0]
     optimizer = optimizer or opt["optimizer"].iloc[0]
     opt = opt[(opt["setup"] == setup) & (opt["optimizer"] == optimizer)]
     metrics = list(opt["metric"].drop_duplicates())
     fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
-    palette = dict(zip(sorted(opt["parametrization"].unique(), key=lambda p: PARAM_ORDER.get(p, 9)), sns.color_palette()))
+    with_alpha = opt["depth_alpha"].nunique(dropna=False) > 1
+    palette = dict(zip(curve_families(opt), sns.color_palette()))
     for ax, metric in zip(axes, metrics):
-        for param, color in palette.items():
-            g = opt[(opt["metric"] == metric) & (opt["parametrization"] == param)].sort_values("width_mult")
+        for (param, alpha), color in palette.items():
+            g = select(opt[opt["metric"] == metric], {"parametrization": param, "depth_alpha": alpha}).sort_values(axis)
+            x = g[axis].astype(float)
             err = [(g["lr_fit"] - g["lr_lo"]).clip(lower=0), (g["lr_hi"] - g["lr_fit"]).clip(lower=0)]
-            ax.errorbar(g["width_mult"], g["lr_fit"], yerr=err, color=color, marker="o", capsize=3,
-                        label=PARAM_NAMES.get(param, param))
-            ax.plot(g["width_mult"], g["lr_argmin"], color=color, marker="x", linestyle="none", alpha=0.6)
+            ax.errorbar(x, g["lr_fit"], yerr=err, color=color, marker="o", capsize=3,
+                        label=family_label(param, alpha, with_alpha))
+            ax.plot(x, g["lr_argmin"], color=color, marker="x", linestyle="none", alpha=0.6)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_title(f"optimal k by {metric.replace('_', ' ')}", fontsize=10)
-        ax.set_xlabel("width multiplier ζ")
+        ax.set_xlabel(AXIS_NAMES[axis])
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("k* (quadratic fit, CI; ✕ argmin)")
     axes[0].legend()
-    fig.suptitle(f"{setup} ({optimizer}): does the optimum transfer?")
+    fig.suptitle(f"{setup} ({optimizer}{title}): does the optimum transfer{' across depth' if axis == 'blocks' else ''}?")
     return fig
 
 

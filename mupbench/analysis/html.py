@@ -7,6 +7,7 @@ import base64
 import html
 import io
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -55,9 +56,16 @@ class Page:
     def table(self, df: pd.DataFrame) -> None:
         self.parts.append(table_html(df))
 
-    def figure(self, name: str, fig: Figure) -> None:
-        self.parts.append(f'<figure><img alt="{html.escape(name)}" src="{figure_png(fig)}">'
+    def _embed(self, name: str, uri: str) -> None:
+        self.parts.append(f'<figure><img alt="{html.escape(name)}" src="{uri}">'
                           f"<figcaption class=\"muted\">{html.escape(name)}</figcaption></figure>")
+
+    def figure(self, name: str, fig: Figure) -> None:
+        self._embed(name, figure_png(fig))
+
+    def image(self, name: str, png: Path) -> None:
+        """A PNG file already written, embedded (the page still depends on no file)."""
+        self._embed(name, "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode("ascii"))
 
     def render(self) -> str:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

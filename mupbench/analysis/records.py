@@ -73,6 +73,32 @@ def groupby(df: pd.DataFrame, keys, **kw):
     return df.groupby(keys, observed=True, dropna=False, **kw)
 
 
+def varying_axes(df: pd.DataFrame, exclude=()) -> list[str]:
+    """The axis columns of ``df`` (and ``width_mult``) that take more than one value (NA counts as
+    a value), in :data:`AXES` order; the report names only these, so a sweep that varies none of
+    them reads as the paper's."""
+    cols = [c for c in [*AXES, "width_mult"] if c in df.columns and c not in exclude]
+    return [c for c in cols if df[c].nunique(dropna=False) > 1]
+
+
+def select(df: pd.DataFrame, values: dict) -> pd.DataFrame:
+    """The rows of ``df`` whose columns equal ``values`` (NA equal to NA)."""
+    mask = pd.Series(True, index=df.index)
+    for col, v in values.items():
+        mask &= df[col].isna() if pd.isna(v) else (df[col] == v).fillna(False).astype(bool)
+    return df[mask]
+
+
+def varies(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """The runs of the groups (:func:`group_keys` of ``axis``) that hold more than one value of
+    ``axis``: what a transfer analysis along it can say anything about."""
+    runs = with_axes(runs)
+    if runs.empty:
+        return runs
+    n = groupby(runs, group_keys(axis))[axis].transform(lambda x: x.nunique(dropna=True))
+    return runs[n > 1]
+
+
 def with_axes(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with every axis column (a frame built by hand may lack some: each gets its
     default, so that the keys exist)."""

@@ -100,7 +100,7 @@ def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: floa
             "rel_regret": rel[w], "rel_regret_lo": rel_lo[w], "rel_regret_hi": rel_hi[w],
             "p_same": math.nan if one_seed else same[:, w].mean(),
             "regret_cf": cf[w], "regret_cf_lo": cf_lo[w], "regret_cf_hi": cf_hi[w],
-            "n_seeds": cube.n_seeds(), "n_boot": n_boot,
+            "n_seeds": cube.n_seeds(), "n_boot": n_boot, "axis": axis,
         })
     return rows
 

@@ -1,6 +1,12 @@
 """``mupbench-report SWEEP_DIR... [--out DIR]``: the paper's figures, Table 2 and the transfer
 verdicts of some sweeps, written into one report folder (CSV / Markdown / PNG / PDF and one
-self-contained ``report.html``), with a short summary on stdout."""
+self-contained ``report.html``), with a short summary on stdout.
+
+Every analysis runs per group, a group being one setting of every axis (weight decay, its mode,
+schedule, ε scaling, depth rule α, blocks, steps); the tables and lines name the axes that vary in
+the sweep. When a group varies ``model.blocks`` at a fixed width, depth is a transfer axis too: the
+same verdicts, regret, basin and figures over depth (``*_depth`` files, tuned at ``base_blocks``
+when the sweep holds it, else at the shallowest depth)."""
 
 from __future__ import annotations
 
@@ -17,12 +23,14 @@ from . import tables
 from .aggregate import (METRICS, PARAM_NAMES, markdown, seed_stats, sort_groups, table2, table2_display, table2_latex,
                         table2_markdown)
 from .basin import basin, basin_shift
+from .budget import budget_comparison, budget_display, draw_budget
 from .compute import compute_savings, compute_sentences
 from .drift import drift_verdicts
 from .figures import save_figure, sweep_figures
 from .html import Page
-from .records import GROUP, RecordError, Sweep, groupby, load_sweep, save_runs
+from .records import RecordError, Sweep, group_keys, groupby, load_sweep, save_runs, varies, varying_axes
 from .regret import transfer_regret
+from .tables import AXIS_LABELS, SYMBOL, axis_value
 from .transfer import transfer_summary
 
 N_BOOT = 1000
@@ -39,58 +47,102 @@ def _csv(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def analyse(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0, metrics=METRICS) -> dict[str, pd.DataFrame]:
-    """Every table of the report: ``table2``, ``optima`` (per width), ``transfer`` (per group: the
-    drift with its CI and verdict, joined with the point summary and "wider is better"),
-    ``regret``, ``basin``, ``basin_shift`` and ``compute`` (empty without FLOPs in the records)."""
+ORDER = ("setup", "optimizer", "metric")
+TRANSFER_EXTRA = ["n_monotone", "n_lr", "wider_is_better", "drift_decades_argmin", "slope_per_doubling_argmin"]
+
+
+def _cat(frames) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return sort_groups(pd.concat(frames, ignore_index=True), ORDER) if frames else pd.DataFrame()
+
+
+def analyse_axis(runs: pd.DataFrame, axis: str = "width_mult", n_boot: int = N_BOOT, seed: int = 0,
+                 metrics=METRICS) -> dict[str, pd.DataFrame]:
+    """The transfer analysis along one axis (``"width_mult"`` or ``"blocks"``): ``optima`` (per
+    ζ or depth), ``transfer`` (per group: the drift with its CI and verdict, joined with the point
+    summary and "wider (deeper) is better"), ``regret`` and ``basin``."""
+    keys = group_keys(axis)
     optima, transfer, regret, basins = [], [], [], []
     for metric in metrics:
-        opt, summary = transfer_summary(runs, metric, n_boot=n_boot, seed=seed)
-        verdicts = drift_verdicts(runs, metric, n_boot=n_boot, seed=seed)
-        extra = ["n_monotone", "n_lr", "wider_is_better", "drift_decades_argmin", "slope_per_doubling_argmin"]
-        transfer.append(verdicts.merge(summary[GROUP + extra], on=GROUP, how="left") if len(verdicts) else verdicts)
+        opt, summary = transfer_summary(runs, metric, axis=axis, n_boot=n_boot, seed=seed)
+        verdicts = drift_verdicts(runs, metric, n_boot=n_boot, seed=seed, axis=axis)
+        if len(verdicts) and len(summary):
+            verdicts = verdicts.merge(summary[keys + TRANSFER_EXTRA], on=keys, how="left")
+        transfer.append(verdicts)
         optima.append(opt)
-        regret.append(transfer_regret(runs, metric, n_boot=n_boot, seed=seed))
-        basins.append(basin(runs, metric))
-    cat = lambda frames: pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame()  # noqa: E731
-    transfer, regret, basins = cat(transfer), cat(regret), cat(basins)
-    order = ("setup", "optimizer", "metric")
+        regret.append(transfer_regret(runs, metric, n_boot=n_boot, seed=seed, axis=axis))
+        basins.append(basin(runs, metric, axis=axis))
+    return {"optima": _cat(optima), "transfer": _cat(transfer), "regret": _cat(regret), "basin": _cat(basins)}
+
+
+def analyse(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0, metrics=METRICS) -> dict[str, pd.DataFrame]:
+    """Every table of the report: ``table2``, :func:`analyse_axis` over width (``optima``,
+    ``transfer``, ``regret``, ``basin``) and ``basin_shift``, over depth (the same with a
+    ``_depth`` suffix; empty unless a group varies ``blocks``), ``compute`` (empty without FLOPs
+    in the records, or without a group that varies width) and ``budget``
+    (:func:`mupbench.analysis.budget.budget_comparison`; empty unless the sweep holds short runs)."""
+    width = analyse_axis(runs, "width_mult", n_boot, seed, metrics)
+    deep = varies(runs, "blocks")
+    depth = analyse_axis(deep, "blocks", n_boot, seed, metrics) if len(deep) else {k: pd.DataFrame() for k in width}
+    wide = varies(runs, "width_mult")
+    basins = width["basin"]
     return {
-        "table2": table2(runs, metrics), "optima": cat(optima),
-        "transfer": sort_groups(transfer, order) if len(transfer) else transfer,
-        "regret": sort_groups(regret, order) if len(regret) else regret,
-        "basin": sort_groups(basins, order) if len(basins) else basins,
-        "basin_shift": sort_groups(basin_shift(basins), order) if len(basins) else pd.DataFrame(),
-        "compute": compute_savings(runs),
+        "table2": table2(runs, metrics), **width,
+        "basin_shift": sort_groups(basin_shift(basins), ORDER) if len(basins) else pd.DataFrame(),
+        **{f"{k}_depth": v for k, v in depth.items()},
+        "compute": compute_savings(wide) if len(wide) else pd.DataFrame(),
+        "budget": budget_comparison(runs, "min_val_loss", n_boot=n_boot, seed=seed),
     }
 
 
-def _label(row) -> str:
-    return f"{row.setup} {PARAM_NAMES.get(row.parametrization, row.parametrization)} {row.optimizer} [{row.metric}]"
+def _axes_text(row, shown) -> str:
+    return "".join(f" {AXIS_LABELS[c]} = {axis_value(c, getattr(row, c))}" for c in shown)
+
+
+def _label(row, shown=()) -> str:
+    return (f"{row.setup} {PARAM_NAMES.get(row.parametrization, row.parametrization)} {row.optimizer}"
+            f"{_axes_text(row, shown)} [{row.metric}]")
+
+
+def _shown(df: pd.DataFrame, axis: str) -> list[str]:
+    """The axes a line names: those that vary in ``df``, but the one it is about."""
+    return varying_axes(df, exclude=(axis,) if axis == "width_mult" else (axis, "width_mult")) + (
+        ["width_mult"] if axis == "blocks" and df["width_mult"].nunique() > 1 else [])
 
 
 def verdict_lines(transfer: pd.DataFrame) -> list[str]:
     """One line per group and metric: the verdict, never a bare point estimate."""
-    return [f"{_label(r)}: {r.sentence}" for r in transfer.itertuples()]
+    if transfer.empty:
+        return []
+    axis = tables.axis_of(transfer)
+    shown = _shown(transfer, axis)
+    return [f"{_label(r, shown)}: {r.sentence}" for r in transfer.itertuples()]
 
 
 def regret_lines(regret: pd.DataFrame) -> list[str]:
-    """Per group and metric, the regret at the widest target width."""
+    """Per group and metric, the regret at the widest (deepest) target."""
     lines = []
     if regret.empty:
         return lines
-    for _, g in groupby(regret, GROUP + ["metric"], sort=False):
-        r = g.sort_values("width_mult").iloc[-1]
+    axis = tables.axis_of(regret)
+    shown, sym = [c for c in _shown(regret, axis) if c != axis], SYMBOL[axis]
+    for _, g in groupby(regret, group_keys(axis) + ["metric"], sort=False):
+        r = g.sort_values(axis).iloc[-1]
         ci = (f"95 % CI {r.regret_lo:.3g} … {r.regret_hi:.3g}; " if pd.notna(r.regret_lo) else "one seed, no CI; ")
-        lines.append(f"{_label(r)}: tuned at ζ = {r.base_width_mult:g}, used at ζ = {r.width_mult:g}: regret "
+        lines.append(f"{_label(r, shown)}: tuned at {sym} = {r[f'base_{axis}']:g}, used at {sym} = {r[axis]:g}: regret "
                      f"{r.regret:.3g} ({ci}{100 * r.rel_regret:.3g} % of the best), cross-fitted {r.regret_cf:.3g}; "
                      f"P(k̂ = k*) = {r.p_same:.2f}")
     return lines
 
 
-def _html(sweep: Sweep, result: dict, figures: dict, sweep_dirs) -> str:
+def _html(sweep: Sweep, result: dict, figures: dict, sweep_dirs, budget_png: Path | None = None) -> str:
     page = Page("mupbench report: " + ", ".join(map(str, sweep_dirs)))
     page.text(sweep.summary())
+    varied = [c for c in varying_axes(sweep.runs) if c != "width_mult"]
+    if varied:
+        page.text("Axes varied in this sweep (every analysis is per setting of them): " + "; ".join(
+            f"{AXIS_LABELS[c]} ∈ {{{', '.join(axis_value(c, v) for v in sweep.runs[c].drop_duplicates().sort_values())}}}"
+            for c in varied))
     page.heading("Problems")
     page.items(sweep.problems() or ["none"])
     page.heading("Does the optimal k transfer? Verdicts")
@@ -118,12 +170,39 @@ def _html(sweep: Sweep, result: dict, figures: dict, sweep_dirs) -> str:
         page.table(tables.compute_table(result["compute"]))
     else:
         page.text(NO_FLOPS, "muted")
+    if len(result["transfer_depth"]) or len(result["regret_depth"]):
+        _depth_sections(page, result)
+    if len(result["budget"]):
+        page.heading("Budget-matched tuning")
+        page.text("SPEC-AXES §6.2: the final target loss of μTransfer (full runs at the base width), SP tuned by short "
+                  "runs at the target width, SP naive transfer and the oracle sweep, at tuning budgets β × one target "
+                  "run (min val loss; regret against the oracle, seed-bootstrap 95 % CIs).", "muted")
+        page.table(budget_display(result["budget"]))
+        if budget_png is not None:
+            page.image("budget", budget_png)
     page.heading("Table 2: the best network per parametrization")
     page.table(table2_display(result["table2"]))
     page.heading("Figures")
     for name, fig in figures.items():
         page.figure(name, fig)
     return page.render()
+
+
+def _depth_sections(page: Page, result: dict) -> None:
+    page.heading("Does the optimal k transfer across depth? Verdicts")
+    page.text("The same analysis over model.blocks at a fixed width: the optimum per depth (quadratic-fit vertex of "
+              "the seed-mean loss), its drift from the shallowest to the deepest model with a seed-bootstrap 95 % CI, "
+              "per doubling of depth; the regret is tuned at base_blocks (else the shallowest depth).", "muted")
+    page.items(verdict_lines(result["transfer_depth"]), "verdict")
+    if len(result["transfer_depth"]):
+        page.table(tables.verdict_table(result["transfer_depth"]))
+    page.heading("Transfer regret across depth")
+    page.items(regret_lines(result["regret_depth"]))
+    if len(result["regret_depth"]):
+        page.table(tables.regret_table(result["regret_depth"]))
+    if len(result["basin_depth"]):
+        page.heading("Basin of good k per depth")
+        page.table(tables.basin_table(result["basin_depth"]))
 
 
 def write_report(sweep_dirs, out: str | Path, n_boot: int = N_BOOT, seed: int = 0, figures: bool = True) -> dict:
@@ -146,15 +225,27 @@ def write_report(sweep_dirs, out: str | Path, n_boot: int = N_BOOT, seed: int = 
     files += [_csv(result["optima"], out / "optimal_lr.csv"), _csv(result["transfer"], out / "transfer.csv")]
     if len(result["transfer"]):
         files.append(_write(out / "transfer.md", markdown(tables.verdict_table(result["transfer"]))))
-    for name, table in (("regret", tables.regret_table), ("basin", tables.basin_table), ("compute", tables.compute_table)):
+    for name, table in (("regret", tables.regret_table), ("basin", tables.basin_table), ("compute", tables.compute_table),
+                        ("transfer_depth", tables.verdict_table), ("regret_depth", tables.regret_table),
+                        ("basin_depth", tables.basin_table)):
         if len(result[name]):
             files += [_csv(result[name], out / f"{name}.csv"), _write(out / f"{name}.md", markdown(table(result[name])))]
+    if len(result["optima_depth"]):
+        files.append(_csv(result["optima_depth"], out / "optimal_lr_depth.csv"))
     if len(result["basin_shift"]):
         files.append(_csv(result["basin_shift"], out / "basin_shift.csv"))
-    figs = sweep_figures(runs, result["optima"]) if figures else {}
+    budget_png = None
+    if len(result["budget"]):
+        files += [_csv(result["budget"], out / "budget.csv"),
+                  _write(out / "budget.md", markdown(budget_display(result["budget"])))]
+        if figures:
+            drawn = draw_budget(result["budget"], out / "figures" / "budget")
+            files += drawn
+            budget_png = next((p for p in drawn if p.suffix == ".png"), None)
+    figs = {**sweep_figures(runs, result["optima"]), **sweep_figures(runs, result["optima_depth"], axis="blocks")} if figures else {}
     for stem, fig in figs.items():
         files += save_figure(fig, out / "figures" / stem)
-    files.append(_write(out / "report.html", _html(sweep, result, figs, sweep_dirs)))
+    files.append(_write(out / "report.html", _html(sweep, result, figs, sweep_dirs, budget_png)))
     return {**result, "sweep": sweep, "files": files}
 
 
@@ -200,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in sweep.problems()[:10]:
         print(f"  ! {line}")
     print(table2_markdown(result["table2"]))
-    for line in verdict_lines(result["transfer"]) + regret_lines(result["regret"]):
+    for line in (verdict_lines(result["transfer"]) + regret_lines(result["regret"])
+                 + verdict_lines(result["transfer_depth"]) + regret_lines(result["regret_depth"])):
         print(line)
     for line in compute_sentences(result["compute"]) if len(result["compute"]) else [NO_FLOPS]:
         print(line)

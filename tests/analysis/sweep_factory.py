@@ -133,3 +133,44 @@ def parabola_runs(rng, shift: float, widths=(1, 2, 4, 8), seeds: int = 8, centre
         "init_train_loss": 10.0, "init_val_loss": 10.0,
     })
     return runs, true
+
+
+# ---- sweeps over the new axes (depth, weight-decay mode) ------------------------------------------
+
+
+def depth_runs(rng, shifts=None, blocks=(2, 4, 8, 16), base_blocks: int = 2, centre: float = -2.0, **kw) -> pd.DataFrame:
+    """A depth sweep in memory: :func:`parabola_runs` with the depth (``blocks``) in the place of ζ, at
+    ζ = 1, one curve family per depth rule α (``shifts``: α (None = no depth rule) -> the optimum's
+    move in decades per doubling of depth); the optimum at depth b is centre + shift·log2 b."""
+    shifts = {None: -0.5, 1.0: 0.0} if shifts is None else shifts
+    frames = []
+    for alpha, shift in shifts.items():
+        runs, _ = parabola_runs(rng, shift, widths=blocks, centre=centre, setup="transformer_synth", **kw)
+        frames.append(runs.rename(columns={"width_mult": "blocks"}).assign(
+            width_mult=1.0, depth_alpha=math.nan if alpha is None else alpha, base_blocks=base_blocks))
+    out = pd.concat(frames, ignore_index=True)
+    return out.astype({"blocks": "Int64", "base_blocks": "Int64"})
+
+
+def wd_runs(rng, shifts=None, widths=(1, 2, 4, 8), centre: float = -2.5, **kw) -> pd.DataFrame:
+    """A width sweep per weight-decay mode (``shifts``: mode -> decades per doubling of ζ), λ = 0.1."""
+    shifts = {"coupled": -0.5, "width_invariant": 0.0, "independent": 0.25} if shifts is None else shifts
+    frames = [parabola_runs(rng, shift, widths=widths, centre=centre, **kw)[0].assign(wd_mode=mode, weight_decay=0.1)
+              for mode, shift in shifts.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_frame(root: Path, runs: pd.DataFrame) -> Path:
+    """Write a runs frame (as :func:`depth_runs` / :func:`wd_runs` build) as run dirs, the axes in
+    each record's config as the trainer writes it."""
+    for i, r in enumerate(runs.to_dict("records")):
+        config = {"model": {"name": r["setup"].split("_")[0], "width_mult": r["width_mult"]},
+                  "optimizer": {"name": "adam", "lr": r["lr"], "weight_decay": r.get("weight_decay", 0.0),
+                                "wd_mode": r.get("wd_mode", "coupled")},
+                  "parametrization": {"name": r["parametrization"]}}
+        if "blocks" in r:
+            config["model"].update(blocks=int(r["blocks"]), base_blocks=int(r["base_blocks"]))
+            config["parametrization"]["depth_alpha"] = None if pd.isna(r["depth_alpha"]) else r["depth_alpha"]
+        write_run(root / f"run{i:04d}", param=r["parametrization"], zeta=r["width_mult"], lr=r["lr"], seed=int(r["seed"]),
+                  train=r["min_train_loss"], val=r["min_val_loss"], setup=r["setup"], config=config, fingerprint=f"fp{i}")
+    return root
