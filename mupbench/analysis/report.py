@@ -88,11 +88,17 @@ def analyse(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0, metrics=MET
     basins = width["basin"]
     return {
         "table2": table2(runs, metrics), **width,
-        "basin_shift": sort_groups(basin_shift(basins), ORDER) if len(basins) else pd.DataFrame(),
+        "basin_shift": _shifts(basins),
         **{f"{k}_depth": v for k, v in depth.items()},
         "compute": compute_savings(wide) if len(wide) else pd.DataFrame(),
         "budget": budget_comparison(runs, "min_val_loss", n_boot=n_boot, seed=seed),
     }
+
+
+def _shifts(basins: pd.DataFrame) -> pd.DataFrame:
+    """:func:`basin_shift` of the groups with more than one width."""
+    shift = basin_shift(basins) if len(basins) else pd.DataFrame()
+    return sort_groups(shift[shift["n_widths"] > 1], ORDER).reset_index(drop=True) if len(shift) else shift
 
 
 def _axes_text(row, shown) -> str:
@@ -145,33 +151,15 @@ def _html(sweep: Sweep, result: dict, figures: dict, sweep_dirs, budget_png: Pat
             for c in varied))
     page.heading("Problems")
     page.items(sweep.problems() or ["none"])
-    page.heading("Does the optimal k transfer? Verdicts")
-    page.text("The optimum per width is the quadratic-fit vertex of the seed-mean loss; the drift is its move from the "
-              "narrowest to the widest width, with a seed-bootstrap 95 % CI. transfers = the CI lies within one grid "
-              "step of 0; drifts = the CI excludes 0; otherwise undetermined at this resolution.", "muted")
-    page.items(verdict_lines(result["transfer"]), "verdict")
-    if len(result["transfer"]):
-        page.table(tables.verdict_table(result["transfer"]))
-    page.heading("Transfer regret")
-    page.text("Loss at the k selected at the base width minus the best loss at the target width (SPEC-AXES §6.1); "
-              "diverged runs are charged their loss at initialisation. Cross-fitted: selected on half the seeds, "
-              "charged on the other half.", "muted")
-    if len(result["regret"]):
-        page.table(tables.regret_table(result["regret"]))
-    page.heading("Basin of good k")
-    page.text("Per width, the range of k whose seed-mean loss is within 1 %, 5 %, 10 % of that width's best "
-              "(grid values; ≤ / ≥: the basin reaches the grid's end), and how its edges move with width.", "muted")
-    if len(result["basin"]):
-        page.table(tables.basin_table(result["basin"]))
-        page.table(tables.basin_shift_table(result["basin_shift"]))
+    _transfer_sections(page, result, "")
     page.heading("Compute")
     if len(result["compute"]):
         page.items(compute_sentences(result["compute"]))
         page.table(tables.compute_table(result["compute"]))
     else:
-        page.text(NO_FLOPS, "muted")
+        page.text(compute_note(sweep.runs), "muted")
     if len(result["transfer_depth"]) or len(result["regret_depth"]):
-        _depth_sections(page, result)
+        _transfer_sections(page, result, "_depth")
     if len(result["budget"]):
         page.heading("Budget-matched tuning")
         page.text("SPEC-AXES §6.2: the final target loss of μTransfer (full runs at the base width), SP tuned by short "
@@ -188,21 +176,55 @@ def _html(sweep: Sweep, result: dict, figures: dict, sweep_dirs, budget_png: Pat
     return page.render()
 
 
-def _depth_sections(page: Page, result: dict) -> None:
-    page.heading("Does the optimal k transfer across depth? Verdicts")
-    page.text("The same analysis over model.blocks at a fixed width: the optimum per depth (quadratic-fit vertex of "
-              "the seed-mean loss), its drift from the shallowest to the deepest model with a seed-bootstrap 95 % CI, "
-              "per doubling of depth; the regret is tuned at base_blocks (else the shallowest depth).", "muted")
-    page.items(verdict_lines(result["transfer_depth"]), "verdict")
-    if len(result["transfer_depth"]):
-        page.table(tables.verdict_table(result["transfer_depth"]))
-    page.heading("Transfer regret across depth")
-    page.items(regret_lines(result["regret_depth"]))
-    if len(result["regret_depth"]):
-        page.table(tables.regret_table(result["regret_depth"]))
-    if len(result["basin_depth"]):
-        page.heading("Basin of good k per depth")
-        page.table(tables.basin_table(result["basin_depth"]))
+SECTIONS = {  # per transfer axis: (heading, note) of the verdicts, the regret and the basin
+    "": (("Does the optimal k transfer? Verdicts",
+          "The optimum per width is the quadratic-fit vertex of the seed-mean loss; the drift is its move from the "
+          "narrowest to the widest width, with a seed-bootstrap 95 % CI. transfers = the CI lies within one grid "
+          "step of 0; drifts = the CI excludes 0; otherwise undetermined at this resolution."),
+         ("Transfer regret",
+          "Loss at the k selected at the base width minus the best loss at the target width (SPEC-AXES §6.1); "
+          "diverged runs are charged their loss at initialisation. Cross-fitted: selected on half the seeds, "
+          "charged on the other half."),
+         ("Basin of good k",
+          "Per width, the range of k whose seed-mean loss is within 1 %, 5 %, 10 % of that width's best "
+          "(grid values; ≤ / ≥: the basin reaches the grid's end), and how its edges move with width.")),
+    "_depth": (("Does the optimal k transfer across depth? Verdicts",
+                "The same analysis over model.blocks at a fixed width: the optimum per depth (quadratic-fit vertex of "
+                "the seed-mean loss), its drift from the shallowest to the deepest model with a seed-bootstrap 95 % "
+                "CI, per doubling of depth."),
+               ("Transfer regret across depth",
+                "Tuned at model.base_blocks when the sweep holds that depth, else at the shallowest; charged at "
+                "every other depth, as over width."),
+               ("Basin of good k per depth", "As over width, per depth.")),
+}
+
+
+def _transfer_sections(page: Page, result: dict, suffix: str) -> None:
+    """The verdicts, regret and basin of one transfer axis (``""``: width, ``"_depth"``)."""
+    (verdict_head, verdict_note), (regret_head, regret_note), (basin_head, basin_note) = SECTIONS[suffix]
+    verdicts, regret, basins = (result[f"{name}{suffix}"] for name in ("transfer", "regret", "basin"))
+    page.heading(verdict_head)
+    page.text(verdict_note, "muted")
+    page.items(verdict_lines(verdicts), "verdict")
+    if len(verdicts):
+        page.table(tables.verdict_table(verdicts))
+    page.heading(regret_head)
+    page.text(regret_note, "muted")
+    if len(regret):
+        page.table(tables.regret_table(regret))
+    page.heading(basin_head)
+    page.text(basin_note, "muted")
+    if len(basins):
+        page.table(tables.basin_table(basins))
+    if not suffix and len(result["basin_shift"]):
+        page.table(tables.basin_shift_table(result["basin_shift"]))
+
+
+def compute_note(runs: pd.DataFrame) -> str:
+    """Why there is no compute accounting."""
+    if runs["flops_per_step"].notna().any() and varies(runs, "width_mult").empty:
+        return "no group varies the width: no μTransfer over width to account the compute of"
+    return NO_FLOPS
 
 
 def write_report(sweep_dirs, out: str | Path, n_boot: int = N_BOOT, seed: int = 0, figures: bool = True) -> dict:
@@ -294,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in (verdict_lines(result["transfer"]) + regret_lines(result["regret"])
                  + verdict_lines(result["transfer_depth"]) + regret_lines(result["regret_depth"])):
         print(line)
-    for line in compute_sentences(result["compute"]) if len(result["compute"]) else [NO_FLOPS]:
+    for line in compute_sentences(result["compute"]) if len(result["compute"]) else [compute_note(sweep.runs)]:
         print(line)
     print(f"report: {len(result['files'])} files in {out} (open {out / 'report.html'})")
     return 0
