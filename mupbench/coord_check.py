@@ -1,6 +1,7 @@
 """``python -m mupbench.coord_check [overrides]`` (conf/coord_check.yaml): the coordinate check of
 SPEC §6 (mupbench.coordinates); writes coord.csv, slopes.csv and figure1.png/.pdf into its run
-dir and prints the slopes."""
+dir and prints the slopes. ``coord.axis=depth`` runs it over ``coord.blocks`` at a fixed
+model.width_mult, for each depth rule of ``coord.depth_alphas`` (SPEC-AXES §3)."""
 
 from __future__ import annotations
 

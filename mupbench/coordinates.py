@@ -7,8 +7,10 @@ step, :func:`mupbench.assemble.build_run`) and, at chosen steps, record the mean
 output, of every module's activation (forward hooks), and of every parameter's value, raw gradient
 and actual update ΔW (after minus before the optimizer step). Step t means: the forward and
 backward pass on the t-th batch (t = 0: at init), then the update of that step. Over depth it also
-records the residual stream (the last block's output, ``activation:stream``) and that step's change
-of it on the step's batch (``update:stream``: after minus before the update, both in eval mode).
+records the residual stream (the last block's output, ``activation:stream``), that step's change of
+it on the step's batch (``update:stream``: after minus before the update, both in eval mode), and
+the change of the branches' sum alone (``update:branches``: the stream less the first block's
+input, so without the embedding's own change, which dominates the ViT's stream).
 
 :func:`coord_check` (a tidy DataFrame), :func:`fit_slopes` (the slope of log mean|·| against log
 width: 0 = width-stable, 1 = grows like the width), :func:`assert_width_stable` (for pytest),
@@ -36,7 +38,8 @@ from mupbench.optim import build_optimizer
 
 KINDS = ("output", "activation", "weight", "grad", "update")
 STABLE_KINDS = ("output", "activation")  # Θ(1) under μP by design; what assert_width_stable checks
-STREAM = "stream"  # the residual stream's coordinates over depth: activation:stream, update:stream
+STREAM, BRANCHES = "stream", "branches"  # over depth: activation:stream, update:stream, update:branches
+DEPTH_CHECKED = (f"update:{STREAM}", f"update:{BRANCHES}")  # checked over depth besides output and activations
 AXES = ("width", "depth")
 
 PlanHook = Callable[[list], list]  # list[ParamPlan] -> list[ParamPlan]
@@ -72,24 +75,27 @@ def _mean_abs(t) -> torch.Tensor | None:
 
 
 def _stream_hook(model) -> tuple[dict, list]:
-    """A hook on the last residual block (the model's ``residual_stack``): {"x": its latest output}."""
+    """Hooks on the model's ``residual_stack``: {"x": the last block's latest output, "in": the
+    first block's latest input}."""
     seen: dict = {}
     stack = getattr(model, "residual_stack", None)
     if stack is None:
         return seen, []
-    last = model.get_submodule(stack)[-1]
-    return seen, [last.register_forward_hook(lambda m, args, out: seen.__setitem__("x", out.detach()))]
+    blocks = model.get_submodule(stack)
+    return seen, [blocks[-1].register_forward_hook(lambda m, args, out: seen.__setitem__("x", out.detach())),
+                  blocks[0].register_forward_pre_hook(lambda m, args: seen.__setitem__("in", args[0].detach()))]
 
 
 @torch.no_grad()
-def _probe(model, x, seen: dict) -> torch.Tensor:
-    """The stream on ``x`` in eval mode (no dropout, no random draws), the model left in train mode."""
+def _probe(model, x, seen: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the stream, the branches' sum: the stream less the stack's input) on ``x`` in eval mode (no
+    dropout, no random draws), the model left in train mode."""
     model.eval()
     try:
         model(x)
     finally:
         model.train()
-    return seen["x"].clone()
+    return seen["x"].clone(), seen["x"] - seen["in"]
 
 
 def _one_run(cfg: DictConfig, steps: list[int], splits, plan_hook: PlanHook | None, stream: bool = False) -> list[dict]:
@@ -126,10 +132,11 @@ def _one_run(cfg: DictConfig, steps: list[int], splits, plan_hook: PlanHook | No
                 if more:
                     records.append((step, "activation", STREAM, seen["x"].abs().mean()))
                     recording[0] = False  # the probes leave the step's activations as they are
-                    s0 = _probe(model, x, seen)
+                    s0, b0 = _probe(model, x, seen)
             run.optimizer.step()
             if more and step in steps:
-                records.append((step, "update", STREAM, (_probe(model, x, seen) - s0).abs().mean()))
+                s1, b1 = _probe(model, x, seen)
+                records += [(step, "update", STREAM, (s1 - s0).abs().mean()), (step, "update", BRANCHES, (b1 - b0).abs().mean())]
             if step not in steps:
                 continue
             records.append((step, "output", "output", out.detach().abs().mean()))
@@ -243,7 +250,7 @@ def checked(slopes: pd.DataFrame) -> pd.DataFrame:
     that every depth has (block i of 8 and block i of 16 sit at different relative depths)."""
     if "depth_alpha" not in slopes.columns:
         return slopes[slopes["kind"].isin(STABLE_KINDS)]
-    sel = slopes[slopes["kind"].isin(STABLE_KINDS) | (slopes["coord"] == f"update:{STREAM}")]
+    sel = slopes[slopes["kind"].isin(STABLE_KINDS) | slopes["coord"].isin(DEPTH_CHECKED)]
     return sel[(sel["depth_alpha"] != "null") & (sel["n_blocks"] == slopes["n_blocks"].max())]
 
 
@@ -278,8 +285,8 @@ def assert_width_stable(df: pd.DataFrame, max_slope: float = 0.25, kinds=STABLE_
 
 def figure1_coords(df: pd.DataFrame, layer: str | None = None) -> list[str]:
     """The paper's Figure 1 panels: the output, and the update, raw gradient and weight of
-    ``layer`` (default: the last hidden-role weight matrix). Over depth: the output, the stream
-    and its update, and the update of ``layer`` (default: the last block weight matrix that every
+    ``layer`` (default: the last hidden-role weight matrix). Over depth: the output, the stream,
+    its update and the branches' update, and the update of ``layer`` (default: the last block weight matrix that every
     depth has)."""
     if "blocks" in df.columns:
         if layer is None:
@@ -289,7 +296,7 @@ def figure1_coords(df: pd.DataFrame, layer: str | None = None) -> list[str]:
             if not every:
                 raise ValueError("no block weight matrix at every depth (does the model name its residual_stack?)")
             layer = every[-1]
-        return ["output", f"activation:{STREAM}", f"update:{STREAM}", f"update:{layer}"]
+        return ["output", f"activation:{STREAM}", *DEPTH_CHECKED, f"update:{layer}"]
     if layer is None:
         hidden = df.loc[(df["kind"] == "weight") & (df["role"] == "hidden"), "name"].drop_duplicates()
         hidden = [n for n in hidden if n.endswith("weight")]
@@ -330,13 +337,13 @@ def run_and_report(cfg: DictConfig, out: Path) -> pd.DataFrame:
             f"log width (0 = stable, 1 = ∝ width) over ζ = {', '.join(f'{w:g}' for w in cfg.coord.widths)}")
     print(f"slope of log mean|·| vs {over}:")
     print(table.round(3).to_string())
-    what = "output/activation/stream-update" if depth else "output/activation"
+    what = "output/activation/stream/branches-update" if depth else "output/activation"
     for key, worst in checked(slopes).groupby(columns)["slope"].max().items():
         name = " α=".join(key) if depth else key
         verdict = "stable" if worst <= cfg.coord.max_slope else f"GROWS with {'depth' if depth else 'width'}"
         print(f"{name}: largest {what} slope {worst:.3f} -> {verdict} (max_slope {cfg.coord.max_slope})")
     if depth:
-        for r in slopes[(slopes["depth_alpha"] == "null") & (slopes["coord"] == f"update:{STREAM}")].itertuples():
-            print(f"{r.parametrization} without a depth rule (the reference, not checked): update:{STREAM} slope {r.slope:.3f} @ step {r.step}")
+        for r in slopes[(slopes["depth_alpha"] == "null") & slopes["coord"].isin(DEPTH_CHECKED)].itertuples():
+            print(f"{r.parametrization} without a depth rule (the reference, not checked): {r.coord} slope {r.slope:.3f} @ step {r.step}")
     print(f"coord check: {out}")
     return df

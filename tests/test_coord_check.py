@@ -110,7 +110,7 @@ def test_depth_frame(depth_report):
     df, slopes = depth_report
     assert sorted(df["blocks"].unique()) == [1, 2, 4, 8] and set(df["depth_alpha"]) == {"null", "1"}
     assert set(df["width_mult"]) == {1.0} and set(df["width"]) == {32}
-    assert figure1_coords(df) == ["output", "activation:stream", "update:stream", "update:blocks.0.mlp.fc2.weight"]
+    assert figure1_coords(df) == ["output", "activation:stream", "update:stream", "update:branches", "update:blocks.0.mlp.fc2.weight"]
     assert set(slopes.columns) == {"parametrization", "depth_alpha", "coord", "step", "kind", "slope", "n_blocks"}
     # blocks.3.* exists at 4 and 8 blocks only: its slope rests on two depths
     assert slopes.loc[slopes["coord"] == "activation:blocks.3.mlp.fc1", "n_blocks"].unique().tolist() == [2]
@@ -121,9 +121,10 @@ def test_depth_completep_is_flat_and_no_rule_is_not(depth_report):
     in depth (|slope| ≤ max_slope = 0.25); without a depth rule the stream's update grows ≈ ∝ depth."""
     _, slopes = depth_report
     for step in (0, 3):
-        for coord in ("activation:stream", "update:stream", "output"):
+        for coord in ("activation:stream", "update:stream", "update:branches", "output"):
             assert abs(depth_slope(slopes, "1", coord, step)) <= 0.25, (coord, step)
-        assert depth_slope(slopes, "null", "update:stream", step) == pytest.approx(1.0, abs=0.3)
+        for coord in ("update:stream", "update:branches"):
+            assert depth_slope(slopes, "null", coord, step) == pytest.approx(1.0, abs=0.3), (coord, step)
     full = slopes[(slopes["n_blocks"] == 4) & (slopes["kind"].isin(["output", "activation"]))]
     assert full[full["depth_alpha"] == "1"]["slope"].abs().max() <= 0.25  # every activation every depth has
     # Adam's parameter update follows the lr: no depth factor in either (m_L^0 at α = 1)
@@ -138,8 +139,8 @@ def test_depth_figure_and_assert(depth_report):
     frame, x = figure_frame(df)
     fig = plot_coord_check(frame, figure1_coords(df), x=x)
     axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
-    assert len(axes) == 2 * 4 and x == "blocks"
-    assert axes[0].get_title() == "μP, no depth rule: output" and axes[4].get_title() == "μP, α = 1: output"
+    assert len(axes) == 2 * 5 and x == "blocks"
+    assert axes[0].get_title() == "μP, no depth rule: output" and axes[5].get_title() == "μP, α = 1: output"
     assert axes[0].get_xscale() == "log" and axes[0].get_xlabel() == "blocks"
     with pytest.raises(AssertionError, match=r"grow with depth .*mup α=null update:stream"):
         assert_width_stable(df, kinds=("update",), parametrization="mup")
@@ -162,7 +163,8 @@ def test_depth_options_are_validated_at_compose_time(override, message):
 
 def test_stream_coordinates_are_the_last_blocks_output_and_its_change():
     """activation:stream = mean |last block's output| in the step's forward; update:stream = mean |its
-    change on the step's batch| made by that step's update (eval mode), recomputed here by hand."""
+    change on the step's batch| made by that step's update (eval mode); update:branches the same for
+    the stream less the first block's input; recomputed here by hand."""
     from mupbench.assemble import build_run
 
     cfg = mlp_cfg(*DEPTH, "coord.blocks=[3]", "coord.depth_alphas=[0.5]", "coord.steps=[0,1]")
@@ -172,6 +174,7 @@ def test_stream_coordinates_are_the_last_blocks_output_and_its_change():
     run = build_run(c)
     seen = {}
     run.model.blocks[-1].register_forward_hook(lambda m, a, out: seen.__setitem__("x", out.detach().clone()))
+    run.model.blocks[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("in", a[0].detach().clone()))
     for step in (0, 1):
         x, y = run.train_sampler.next()
         loss = run.loss_fn(run.model(x), y)
@@ -180,8 +183,9 @@ def test_stream_coordinates_are_the_last_blocks_output_and_its_change():
         loss.backward()
         with torch.no_grad():
             run.model.eval(), run.model(x)
-            before = seen["x"]
+            before, branches = seen["x"], seen["x"] - seen["in"]
             run.optimizer.step()
             run.model(x), run.model.train()
         assert df["update:stream", step] == pytest.approx((seen["x"] - before).abs().mean().item(), rel=1e-6)
+        assert df["update:branches", step] == pytest.approx((seen["x"] - seen["in"] - branches).abs().mean().item(), rel=1e-6)
         assert df["update:stream", step] > 0

@@ -34,11 +34,11 @@ def test_entrypoint_over_depth_writes_slopes_vs_blocks(tmp_path):
     assert set(s["depth_alpha"]) == {"null", "0.5", "1"} and s["n_blocks"].max() == 5
     at = s.set_index(["depth_alpha", "coord", "step"])["slope"]
     for step in (0, 3):
-        for coord in ("activation:stream", "update:stream", "output"):
+        for coord in ("activation:stream", "update:stream", "update:branches", "output"):
             assert abs(at["1", coord, step]) <= 0.25 and abs(at["0.5", coord, step]) <= 0.25, (coord, step)
-        assert at["null", "update:stream", step] > 0.6  # ≈ ∝ depth without a depth rule
-    assert "mup α=1: largest output/activation/stream-update slope" in proc.stdout and proc.stdout.count("-> stable") == 2
-    assert "mup without a depth rule (the reference, not checked): update:stream slope" in proc.stdout
+        assert at["null", "update:stream", step] > 0.6 and at["null", "update:branches", step] > 0.6  # ≈ ∝ depth without a rule
+    assert "mup α=1: largest output/activation/stream/branches-update slope" in proc.stdout and proc.stdout.count("-> stable") == 2
+    assert "mup without a depth rule (the reference, not checked): update:branches slope" in proc.stdout
 
 
 @pytest.mark.parametrize("override, message", [
