@@ -131,3 +131,30 @@ def test_the_report_draws_and_names_the_axes(kind, tmp_path, capsys):
         assert "wd mode ∈ {coupled, independent}" in page and "<th>wd mode</th>" in page
         assert "Does the optimal k transfer across depth?" not in page and not (out / "transfer_depth.csv").exists()
         assert "mlp_parabola μP adam wd mode = coupled [min_val_loss]: drifts to smaller k over ζ 1–4" in stdout
+
+
+def test_the_budget_section_appears_only_with_short_runs(tmp_path):
+    """A sweep with short runs at the target width (another ``steps``: kept, not deduped) gets the
+    budget-matched section, its table and figure; an ordinary sweep does not."""
+    rows = []
+    for param in ("sp", "mup"):
+        for zeta, steps in ((1.0, 1000), (4.0, 1000), (4.0, 25)):
+            for i, lr in enumerate([1e-3, 1e-2, 1e-1]):
+                for seed in range(4):
+                    loss = 1 + 0.1 * (i - 1) ** 2 + 0.01 * seed
+                    rows.append({"setup": "mlp_synth", "parametrization": param, "optimizer": "adam",
+                                 "width_mult": zeta, "lr": lr, "seed": seed, "status": "completed", "steps": steps,
+                                 "steps_done": steps, "min_train_loss": loss, "min_val_loss": loss,
+                                 "init_train_loss": 5.0, "init_val_loss": 5.0, "flops_per_step": 100.0 * zeta**2,
+                                 "flops_total": 100.0 * zeta**2 * steps})
+    runs = A.records.with_axes(pd.DataFrame(rows))
+    result = A.analyse(runs, n_boot=20)
+    assert len(result["budget"]) and set(result["budget"]["parametrization"]) == {"sp", "mup"}
+    assert len(result["table2"]) == 4  # (param × steps): the short runs are a group of their own
+    png = next(p for p in A.draw_budget(result["budget"], tmp_path / "budget") if p.suffix == ".png")
+    page = A.report._html(A.Sweep(runs=runs), result, {}, ["sweep"], png)
+    assert "Budget-matched tuning" in page and page.count("data:image/png;base64,") == 1
+    assert "steps ∈ {25, 1000}" in page
+    plain = A.analyse(runs[runs["steps"] == 1000], n_boot=20)
+    assert plain["budget"].empty
+    assert "Budget-matched tuning" not in A.report._html(A.Sweep(runs=runs[runs["steps"] == 1000]), plain, {}, ["s"])
