@@ -119,6 +119,7 @@ def test_the_report_draws_and_names_the_axes(kind, tmp_path, capsys):
             assert text in page, text
         assert "transformer_synth μP adam α (depth) = none [min_val_loss]: drifts to smaller k over blocks 2–8" in stdout
         assert "transformer_synth μP adam α (depth) = 1 [min_val_loss]: transfers over blocks 2–8" in stdout
+        assert not (out / "basin_shift.csv").exists()  # one width: no shift over width to speak of
         opt = pd.read_csv(out / "optimal_lr_depth.csv")
         assert len(opt) == 2 * 3 * 2  # α × blocks × metric
         assert list(shown.columns[:4]) == ["setup", "param", "α (depth)", "blocks"] and len(shown) == 6
