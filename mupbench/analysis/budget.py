@@ -43,7 +43,15 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import PARAM_NAMES, fmt, sort_groups
-from .bootstrap import argmin_finite, cubes, draw, interval, resampled_means, seed_mean, take
+from .bootstrap import (
+    argmin_finite,
+    cubes,
+    draw,
+    interval,
+    resampled_means,
+    seed_mean,
+    take,
+)
 from .records import GROUP
 
 BETAS = (0.25, 0.5, 1.0, 2.0)  # the nominal budgets of SPEC-AXES §6.2, × U
@@ -51,7 +59,8 @@ ARM_NAMES = {("mup", "transfer"): "μT", ("sp", "transfer"): "SP-naive"}
 COLUMNS = [
     "setup", "parametrization", "optimizer", "metric", "arm", "kind", "beta", "base_width_mult", "target_width_mult",
     "steps", "short_steps", "n_points", "affordable", "lr_selected", "lr_oracle", "loss", "loss_lo", "loss_hi",
-    "regret", "regret_lo", "regret_hi", "rel_regret", "p_oracle", "regret_cf", "regret_cf_lo", "regret_cf_hi", "tuning_flops", "total_flops", "flops_unit",
+    "regret", "regret_lo", "regret_hi", "rel_regret", "p_oracle", "regret_cf", "regret_cf_lo", "regret_cf_hi",
+    "tuning_flops", "total_flops", "flops_unit",
     "tuning_per_U", "total_per_U", "n_seeds", "n_boot",
 ]
 
@@ -129,6 +138,7 @@ class _Stats:
         # cross-fitting: the seed halves' means, as they are and resampled within each half
         halves = (np.arange(S // 2), np.arange(S // 2, S))
         self.halves = [(seed_mean(cube.select[:, h]), seed_mean(cube.loss[:, h])) for h in halves] if S >= 2 else None
+        self.halves_resampled = S >= 4
         if self.halves:
             ih = [draw(rng, n_boot, W, h, True) for h in halves]
             self.b_halves = [(resampled_means(cube.select, i), resampled_means(cube.loss, i)) for i in ih]
@@ -145,7 +155,7 @@ class _Stats:
 
     def arm(self, sl: int, mask: np.ndarray | None, ci: float) -> dict:
         """k̂ chosen on slice ``sl`` among ``mask`` (None: all k), charged at the target."""
-        pick = lambda m: argmin_finite(m if mask is None else np.where(mask, m, np.inf))  # noqa: E731
+        pick = lambda m: argmin_finite(m if mask is None else np.where(mask, m, np.inf))
         khat, b_khat = pick(self.sel[sl]), pick(self.b_sel[:, sl])
         final, b_final = take(self.loss[1], khat), take(self.b_loss[:, 1], b_khat)
         b_reg = b_final - self.b_best
@@ -155,7 +165,8 @@ class _Stats:
         cf, (cflo, cfhi) = math.nan, (math.nan, math.nan)
         if self.halves:
             cf = float(self._cross_fit(self.halves, sl, pick))
-            cflo, cfhi = interval(self._cross_fit(self.b_halves, sl, pick), ci)
+            if self.halves_resampled:  # a half of one seed resamples to itself: no CI
+                cflo, cfhi = interval(self._cross_fit(self.b_halves, sl, pick), ci)
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = (final - self.best) / self.best
         same = (b_khat == self.b_kstar) & (self.b_kstar >= 0)
@@ -180,7 +191,7 @@ def _group_rows(key: dict, g: pd.DataFrame, metric: str, n_boot: int, rng, ci: f
     R = int(parts[0]["seed"].nunique())
     base_k = np.flatnonzero(np.isin(lrs, parts[0]["lr"].astype("float64").unique()))
     order = base_k[centre_out(len(base_k))]
-    lr = lambda i: float(lrs[i]) if i >= 0 else math.nan  # noqa: E731
+    lr = lambda i: float(lrs[i]) if i >= 0 else math.nan
     common = {**key, "metric": metric, "base_width_mult": zb, "target_width_mult": zt, "steps": T,
               "flops_unit": U, "n_seeds": cube.n_seeds(), "n_boot": n_boot, "lr_oracle": lr(int(st.kstar))}
     p = key.get("parametrization", "")
@@ -202,7 +213,7 @@ def _group_rows(key: dict, g: pd.DataFrame, metric: str, n_boot: int, rng, ci: f
         beta = nominal_beta(Ts, int(part["lr"].nunique()), int(part["seed"].nunique()), T)
         tuning = float(_planned_flops(part).sum())
         rows.append(row("short", beta, Ts, int(part["lr"].nunique()), st.arm(sl, None, ci), tuning, tuning + U))
-        n_a = min(len(order), int(math.floor(beta * U / (R * C_b) + 1e-9)))
+        n_a = min(len(order), math.floor(beta * U / (R * C_b) + 1e-9))
         if n_a == 0:
             rows.append(row("transfer", beta, pd.NA, 0, None, math.nan, math.nan))
             continue
@@ -221,7 +232,8 @@ def budget_comparison(runs: pd.DataFrame, metric: str = "min_val_loss", n_boot: 
     (k̂), ``lr_oracle`` (k*), the final target ``loss`` and ``regret`` with ``_lo``/``_hi`` CIs,
     ``rel_regret``, ``p_oracle`` (P̂(k̂ = k*)), the cross-fitted ``regret_cf`` with its CI, ``tuning_flops``, ``total_flops``, ``flops_unit`` (U),
     ``tuning_per_U``, ``total_per_U``, ``n_seeds``, ``n_boot``. Empty (these columns) when no group
-    holds a budget structure. With one seed the CIs and ``p_oracle`` are NaN."""
+    holds a budget structure. With one seed the CIs and ``p_oracle`` are NaN; with fewer than two
+    seeds ``regret_cf`` is NaN, with fewer than four its CI (a half of one seed resamples to itself)."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1 (got {n_boot}): the CIs are bootstrap percentiles")
     rng = np.random.default_rng(seed)
@@ -272,10 +284,10 @@ def draw_budget(table: pd.DataFrame, path: Path) -> list[Path]:
     """Final target loss (mean, 95 % CI) against total FLOPs / U, one line per arm over β and the
     oracles as points with a dashed level; a panel per (setup, target width, group). Writes
     ``path`` as PNG and PDF (its suffix replaced); returns the paths ([] for an empty table)."""
-    from .figures import save_figure  # matplotlib only when drawing
-
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from .figures import save_figure  # matplotlib only when drawing
 
     if table.empty:
         return []

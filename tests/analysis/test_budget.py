@@ -53,7 +53,7 @@ def test_selections_regrets_and_costs_equal_the_hand_computed_values():
     offsets = np.linspace(-0.02, 0.02, 8)  # a seed offset shared by every k and slice: the argmins never move
     t = B.budget_comparison(frame(CENTRES, offsets=offsets), n_boot=300)
     U, Cb, R = FPS[ZT] * T, FPS[ZB] * T, 8
-    target = lambda i: 1 + 0.1 * (i - 3) ** 2  # noqa: E731  (seed offsets average to 0)
+    target = lambda i: 1 + 0.1 * (i - 3) ** 2
     for p in ("sp", "mup"):
         tr, sh, orc = rows_of(t, p, "transfer"), rows_of(t, p, "short"), rows_of(t, p, "oracle")
         assert list(tr["arm"].unique()) == [{"sp": "SP-naive", "mup": "μT"}[p]]
@@ -133,6 +133,9 @@ def test_one_seed_has_no_ci_and_no_p_oracle():
     ok = t[t["affordable"]]
     assert ok["regret_lo"].isna().all() and ok["loss_hi"].isna().all() and ok["p_oracle"].isna().all()
     assert ok["regret_cf"].isna().all()  # no halves to cross-fit
+    two = B.budget_comparison(frame(CENTRES, seeds=2), n_boot=50)  # halves of one seed: a point, no CI
+    two = two[two["affordable"]]
+    assert two["regret_cf"].notna().all() and two["regret_cf_lo"].isna().all() and two["regret_lo"].notna().all()
     assert ok["regret"].notna().all()
 
 
@@ -208,7 +211,7 @@ def test_every_preset_and_arm_composes_and_validates(preset):
     beat the preset's (its defaults put ``_self_`` first)."""
     from mupbench.config import compose
 
-    T, K, R, arms = _grid(preset)
+    T, _, _, arms = _grid(preset)
     alone = compose([f"+experiment={preset}"])
     assert alone.train.steps == T and alone.name == preset and alone.model.width_mult == _arm(arms[0])["model"]["width_mult"]
     for arm in arms[1:3]:
