@@ -31,11 +31,15 @@ CROSS_CHECKS = [
     ("schedule.warmup_frac, schedule.decay_frac", "cosine, wsd: the warmup and the decay fit in the run (sum ≤ 1)"),
     ("parametrization.depth_alpha", "set: a model with residual blocks (vit, transformer: model.base_blocks); parametrization "
                                     "sp (residual multiplier only) or mup; under mup optimizer=adam or adam_atan2"),
+    ("parametrization.depth_wd_follows_lr", "true: a model with residual blocks (vit, transformer, custom); it acts with "
+                                            "optimizer.wd_mode=independent under a μP depth rule (the other modes already follow the lr)"),
     ("train.device", "cuda, cuda:N: a CUDA GPU is visible"),
     ("train.batch_size", "≤ the rows of the dataset's train and val splits (synthetic, synthetic_images, and the "
                          "verified paper datasets; known without loading)"),
     ("dataset.n_train, n_val, n_test", "synthetic_tokens: more tokens than dataset.context"),
     ("coord.widths", "every width builds as model.width_mult (integer widths, heads that split them)"),
+    ("coord.axis, coord.depth_alphas", "axis=depth: a model with residual blocks (model.base_blocks: transformer, vit, custom); "
+                                       "each depth rule passes parametrization.depth_alpha's checks under each coord.parametrizations"),
     ("hydra.run.dir, hydra.sweep.dir", "can be created and written (said when Hydra cannot; "
                                        "mupbench.config.check_writable_dir for launchers)"),
 ]
