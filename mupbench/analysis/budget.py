@@ -52,7 +52,7 @@ from .bootstrap import (
     seed_mean,
     take,
 )
-from .records import GROUP
+from .records import GROUP, frame
 
 BETAS = (0.25, 0.5, 1.0, 2.0)  # the nominal budgets of SPEC-AXES §6.2, × U
 ARM_NAMES = {("mup", "transfer"): "μT", ("sp", "transfer"): "SP-naive"}
@@ -114,8 +114,8 @@ def _planned_flops(part: pd.DataFrame) -> pd.Series:
 
 def _cube(parts: list[pd.DataFrame], metric: str, T: int):
     """The group's runs as one bootstrap cube whose first axis is the slice (base, target, shorts)."""
-    frame = pd.concat([p.assign(width_mult=float(i), steps=T) for i, p in enumerate(parts)], ignore_index=True)
-    (cube,) = cubes(frame, metric) if len(frame) else (None,)
+    stacked = pd.concat([p.assign(width_mult=float(i), steps=T) for i, p in enumerate(parts)], ignore_index=True)
+    (cube,) = cubes(stacked, metric)
     return cube
 
 
@@ -243,7 +243,7 @@ def budget_comparison(runs: pd.DataFrame, metric: str = "min_val_loss", n_boot: 
         for key, g in runs.groupby(keys, observed=True, dropna=False, sort=True):
             rows += _group_rows(dict(zip(keys, key if isinstance(key, tuple) else (key,))), g, metric, n_boot, rng, ci)
     extra = [k for k in keys if k not in COLUMNS]
-    table = pd.DataFrame(rows, columns=COLUMNS[:3] + extra + COLUMNS[3:])
+    table = frame(rows, columns=COLUMNS[:3] + extra + COLUMNS[3:])  # the keys in the tidy frame's dtypes
     if table.empty:
         return table
     # β-major: at each β the arms side by side (transfer, short; μP before SP as PARAM_ORDER has it), the oracles last
