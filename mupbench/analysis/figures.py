@@ -129,7 +129,7 @@ def sweep_figures(runs: pd.DataFrame, optima: pd.DataFrame | None = None, axis: 
         values = dict(zip(keys, key))
         parts = [values["setup"]] + ([values["optimizer"]] if many_opt else [])
         parts += [f"{SHORT[c]}{axis_value(c, values[c])}" for c in split] + (["depth"] if axis == "blocks" else [])
-        stem = "_".join(parts).replace(" ", "")
+        stem = "_".join(parts).replace(" ", "").replace(".", "p")  # a dot would read as the file's suffix
         title = "".join(f", {AXIS_LABELS[c]} = {axis_value(c, values[c])}" for c in split)
         out[stem] = plot_sweep(g, values["setup"], values["optimizer"], axis=axis, title=title, **kw)
         if optima is not None:

@@ -129,6 +129,12 @@ def test_the_report_draws_and_names_the_axes(kind, tmp_path, capsys):
         assert list(A.sweep_figures(runs, opt)) == ["mlp_parabola_coupled", "mlp_parabola_coupled_optimum",
                                                      "mlp_parabola_independent", "mlp_parabola_independent_optimum"]
         assert list(shown.columns[:3]) == ["setup", "param", "wd mode"] and len(shown) == 2
+        two = pd.concat([runs, runs.assign(weight_decay=1e-4)], ignore_index=True)  # a λ with a dot in it
+        stems = list(A.sweep_figures(two, A.optimal_lr(two, "min_val_loss", n_boot=0)))
+        assert stems[:2] == ["mlp_parabola_wd0p0001_coupled", "mlp_parabola_wd0p0001_coupled_optimum"]
+        assert len(stems) == 8 and not any("." in s for s in stems)
+        paths = A.save_figure(A.sweep_figures(two)[stems[0]], tmp_path / "figures" / stems[0])
+        assert [p.name for p in paths] == [f"{stems[0]}.png", f"{stems[0]}.pdf"]
         assert "wd mode ∈ {coupled, independent}" in page and "<th>wd mode</th>" in page
         assert "Does the optimal k transfer across depth?" not in page and not (out / "transfer_depth.csv").exists()
         assert "mlp_parabola μP adam wd mode = coupled [min_val_loss]: drifts to smaller k over ζ 1–4" in stdout
