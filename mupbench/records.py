@@ -46,6 +46,16 @@ OUTCOME = ("steps_done", "diverged_step", "min_train_loss", "min_val_loss", "fin
 # hydra.job.config.override_dirname.exclude_keys, out of run dir names)
 NOT_IN_FINGERPRINT = ("name", "force", "print_params")
 TRAIN_NOT_IN_FINGERPRINT = ("device", "log_every_s", "threads", "ckpt_every")
+# keys added after runs were first recorded, each with the default that is the behaviour from
+# before it existed: left out of the fingerprint at that value, so a finished run stays finished
+# when mupbench gains an option (a key's absence can only mean its default: nothing is conflated).
+# A new key with such a default goes here; tests/test_records_fingerprint.py checks these are the defaults.
+ADDED_LATER = {
+    "optimizer": {"eps_scaling": "none", "weight_decay": 0.0, "wd_mode": "coupled", "wd_on_vectors": False},
+    "parametrization": {"depth_alpha": None, "depth_wd_follows_lr": False},
+    "model": {"base_blocks": 6},
+    "schedule": {"name": "constant"},
+}
 
 
 # ------------------------------------------------------------------------------ identity
@@ -58,6 +68,13 @@ def fingerprint(cfg: DictConfig) -> str:
         c["train"].pop(key, None)
     c["dataset"].pop("root", None)
     c.pop("logger", None)  # where a run is also logged to does not change it
+    for section, defaults in ADDED_LATER.items():
+        node = c.get(section, {})
+        for key, default in defaults.items():
+            if key in node and node[key] == default and type(node[key]) is type(default):
+                del node[key]
+        if section in c and not node:
+            del c[section]
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
 
 
