@@ -38,6 +38,11 @@ def curve_families(runs: pd.DataFrame) -> list[tuple[str, float]]:
     return sorted(((str(p), a) for p, a in pairs.itertuples(index=False)), key=key)
 
 
+def _second_line(title: str) -> str:
+    """The axis values of a figure (", λ = 0.1, wd mode = coupled") as a title's second line."""
+    return f"\n{title.removeprefix(', ')}" if title else ""
+
+
 def family_label(param: str, alpha, with_alpha: bool) -> str:
     name = PARAM_NAMES.get(param, param)
     return f"{name}, α = {axis_value('depth_alpha', alpha)}" if with_alpha else name
@@ -106,7 +111,7 @@ def plot_sweep(runs: pd.DataFrame, setup: str | None = None, optimizer: str | No
             ax.set_ylabel(metric.replace("_", " ") if c == 0 else "")
             ax.grid(True, which="major", alpha=0.3)
     _colorbar(fig, axes, norm, AXIS_NAMES[axis])
-    fig.suptitle(f"{setup} ({optimizer}{title}): mean ± 1 std over seeds; ★ optimum, ✕ diverged")
+    fig.suptitle(f"{setup} ({optimizer}): mean ± 1 std over seeds; ★ optimum, ✕ diverged{_second_line(title)}")
     return fig
 
 
@@ -169,7 +174,8 @@ def plot_optimal_lr(opt: pd.DataFrame, setup: str | None = None, optimizer: str 
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("k* (quadratic fit, CI; ✕ argmin)")
     axes[0].legend()
-    fig.suptitle(f"{setup} ({optimizer}{title}): does the optimum transfer{' across depth' if axis == 'blocks' else ''}?")
+    fig.suptitle(f"{setup} ({optimizer}): does the optimum transfer{' across depth' if axis == 'blocks' else ''}?"
+                 f"{_second_line(title)}")
     return fig
 
 
