@@ -15,10 +15,12 @@ SHARED_DATA = Path(os.environ.get("MUPBENCH_SHARED_DATA", REPO.parent / "shared"
 
 
 def pytest_collection_modifyitems(config, items):
-    """The SLURM tests belong to the full tier (they need the local cluster: .ci/run starts it)."""
+    """The SLURM tests belong to the full tier (they need the local cluster: .ci/run starts it),
+    and run one after another in one worker under ``-n 2`` (they share the one cluster's queue)."""
     for item in items:
         if "slurm" in item.keywords:
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 @pytest.fixture(scope="session")
