@@ -17,7 +17,9 @@ A resample draws seed *indices* with replacement and uses the same index set at 
 (seeds share init and data order across k). In mupbench the seed also fixes the data order at every
 width, so by default one index set serves every width too (``joint=True``, SPEC-AXES: "jointly if
 data order is shared across widths"); ``joint=False`` draws each width's independently. Optima are
-re-selected inside every resample, so selection noise propagates into every CI.
+re-selected inside every resample, so selection noise propagates into every CI. A resample of R
+seeds is one of only C(2R−1, R) distinct draws (1 for one seed, 3 for two, 10 for three, 35 for
+four): below ``MIN_SEEDS`` no drift verdict is read from one (:mod:`mupbench.analysis.drift`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+MIN_SEEDS = 3  # the fewest seeds whose bootstrap is more than a handful of distinct resamples (10; two seeds: 3)
 
 from .records import INIT, group_keys, groupby, with_axes
 

@@ -17,8 +17,8 @@ CI of the drift against the grid's step δ (decades):
 - ``undetermined at this resolution``: otherwise. ``seeds_needed`` is how many seeds would decide
   it, from the bootstrap spread (the CI's half-width h shrinks as 1/√seeds): the half-width must
   fall to max(|d|, δ − |d|) for a point drift d, so seeds_needed = ⌈R · (h / that)²⌉; and
-  ``moves_less_than`` is what the CI does say, that |drift| < max(|lo|, |hi|) decades. With one seed
-  there is no spread to judge by: always undetermined.
+  ``moves_less_than`` is what the CI does say, that |drift| < max(|lo|, |hi|) decades. With fewer
+  than ``bootstrap.MIN_SEEDS`` seeds there is no CI to judge by: always undetermined.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pandas as pd
 
 import dataclasses
 
-from .bootstrap import argmin_finite, cubes, draw, fit_vertex, group_fields, interval, resampled_means, seed_mean
+from .bootstrap import MIN_SEEDS, argmin_finite, cubes, draw, fit_vertex, group_fields, interval, resampled_means, seed_mean
 from .records import frame
 
 TRANSFERS, DRIFTS, UNDETERMINED = "transfers", "drifts", "undetermined at this resolution"
@@ -54,7 +54,10 @@ def verdict(lo: float, hi: float, drift: float, step: float, n_seeds: int) -> di
     """The verdict on a drift CI [lo, hi] (decades) read against grid step ``step``."""
     out = {"verdict": UNDETERMINED, "direction": "", "seeds_needed": pd.NA,
            "moves_less_than": max(abs(lo), abs(hi)) if np.isfinite([lo, hi]).all() else math.nan}
-    if n_seeds < 2 or not np.isfinite([lo, hi, step]).all():  # one seed: no spread to judge by
+    if n_seeds < MIN_SEEDS:  # too few seeds for a bootstrap CI: no verdict, whatever the CI says
+        out["seeds_needed"] = MIN_SEEDS if n_seeds > 1 else pd.NA
+        return out
+    if not np.isfinite([lo, hi, step]).all():
         return out
     if lo > 0 or hi < 0:  # a detectable drift (which may still be under one grid step: transfers)
         out["direction"] = "to larger k" if lo > 0 else "to smaller k"
@@ -94,6 +97,9 @@ def sentence(row) -> str:
     if row.n_seeds < 2:
         return (f"undetermined at this resolution over {where}: one seed, no spread to judge its drift of "
                 f"{_signed(row.drift_decades)} decades by")
+    if row.n_seeds < MIN_SEEDS:
+        return (f"undetermined at this resolution over {where} with {row.n_seeds} seeds: too few for a bootstrap CI "
+                f"of its drift of {_signed(row.drift_decades)} decades; at least {MIN_SEEDS} seeds give one")
     need = f"; about {row.seeds_needed} seeds would decide it" if pd.notna(row.seeds_needed) else ""
     return (f"undetermined at this resolution over {where} with {row.n_seeds} seeds: the drift's 95 % CI [{lo}, {hi}] "
             f"decades holds 0 and reaches past one {step} (it moves less than {row.moves_less_than:.2g} decades){need}{edge}")

@@ -79,9 +79,11 @@ def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: floa
                           resampled_means(cube.select, ib), resampled_means(cube.loss, ib), base)
     else:
         cf, b_cf = np.full(W, np.nan), np.full((n_boot, W), np.nan)
-    one_seed = cube.n_seeds() < 2  # every resample is the same: a CI would claim a certainty there is not
-    if one_seed:
+    few = cube.n_seeds() < 2  # every resample is the same: a CI would claim a certainty there is not
+    if few:
         b_reg = b_rel = np.full_like(b_reg, np.nan)
+    if min(len(a), len(b)) < 2:  # the same within a half of one seed (it resamples to itself)
+        b_cf = np.full_like(b_cf, np.nan)
     reg_lo, reg_hi = interval(b_reg, ci)
     rel_lo, rel_hi = interval(b_rel, ci)
     cf_lo, cf_hi = interval(b_cf, ci)
@@ -98,7 +100,7 @@ def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: floa
             "loss_selected": take(mean_loss[w], khat).item(), "loss_best": take(mean_loss[w], kstar[w]).item(),
             "regret": reg[w], "regret_lo": reg_lo[w], "regret_hi": reg_hi[w],
             "rel_regret": rel[w], "rel_regret_lo": rel_lo[w], "rel_regret_hi": rel_hi[w],
-            "p_same": math.nan if one_seed else same[:, w].mean(),
+            "p_same": math.nan if few else same[:, w].mean(),
             "regret_cf": cf[w], "regret_cf_lo": cf_lo[w], "regret_cf_hi": cf_hi[w],
             "n_seeds": cube.n_seeds(), "n_boot": n_boot, "axis": axis,
         })
@@ -114,8 +116,8 @@ def transfer_regret(runs: pd.DataFrame, metric: str = "min_val_loss", base_width
     ``regret`` and ``rel_regret`` with their ``_lo``/``_hi`` bootstrap CI, ``p_same`` (P̂(k̂ = k*_ζ)),
     the cross-fitted ``regret_cf`` with its CI, ``n_seeds`` and ``n_boot``.
 
-    With one seed the CIs and ``p_same`` are NaN (no spread to resample); with fewer than two seeds
-    the cross-fitted regret is NaN. ``base_width``: the width (depth) tuned at (default: each group's narrowest; over depth its
+    With one seed the CIs and ``p_same`` are NaN (no spread to resample), and so is the cross-fitted
+    CI when a half holds one seed; with one seed the cross-fitted regret itself is NaN. ``base_width``: the width (depth) tuned at (default: each group's narrowest; over depth its
     ``model.base_blocks`` when the sweep holds it, else its shallowest); groups without it are left out. ``joint``: one seed index set for every width (see :mod:`mupbench.analysis.bootstrap`).
     """
     if n_boot < 1:

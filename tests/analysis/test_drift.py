@@ -30,6 +30,18 @@ def test_a_fixed_optimum_transfers():
     assert v["sentence"].startswith("transfers over ζ 1–8: the optimum moves less than one grid step")
 
 
+def test_two_seeds_give_no_verdict():
+    """A clear drift (1.5 decades over ζ 1–8, little noise) with 2 seeds: their bootstrap has 3
+    distinct resamples, too few for a 95 % CI, so no verdict; 3 seeds decide it."""
+    runs, _ = parabola_runs(np.random.default_rng(0), -0.5, centre=-1.75, seeds=2)
+    v = A.drift_verdicts(runs, n_boot=300).iloc[0]
+    assert v["verdict"] == UNDETERMINED and v["seeds_needed"] == 3 and v["direction"] == ""
+    assert v["sentence"] == ("undetermined at this resolution over ζ 1–8 with 2 seeds: too few for a bootstrap CI "
+                             f"of its drift of {v['drift_decades']:+.2f} decades; at least 3 seeds give one")
+    runs, _ = parabola_runs(np.random.default_rng(0), -0.5, centre=-1.75, seeds=3)
+    assert A.drift_verdicts(runs, n_boot=300).iloc[0]["verdict"] == DRIFTS
+
+
 @pytest.mark.parametrize("rng_seed", range(4))
 def test_too_few_seeds_are_undetermined_and_more_decide(rng_seed):
     """The optimum moves 1.5 grid steps over ζ 1–8 under heavy noise: 4 seeds cannot tell it from
