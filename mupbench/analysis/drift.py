@@ -16,7 +16,8 @@ CI of the drift against the grid's step δ (decades):
 - ``drifts``: otherwise, if the CI excludes 0 (``direction`` says to larger or smaller k);
 - ``undetermined at this resolution``: otherwise. ``seeds_needed`` is how many seeds would decide
   it, from the bootstrap spread (the CI's half-width h shrinks as 1/√seeds): the half-width must
-  fall to max(|d|, δ − |d|) for a point drift d, so seeds_needed = ⌈R · (h / that)²⌉; and
+  fall to max(|c|, δ − |c|) for a CI centred on c, so seeds_needed = ⌈R · (h / that)²⌉ (at least
+  R + 1); and
   ``moves_less_than`` is what the CI does say, that |drift| < max(|lo|, |hi|) decades. With fewer
   than ``bootstrap.MIN_SEEDS`` seeds there is no CI to judge by: always undetermined.
 """
@@ -66,9 +67,11 @@ def verdict(lo: float, hi: float, drift: float, step: float, n_seeds: int) -> di
     elif out["direction"]:
         out["verdict"] = DRIFTS
     else:
-        half, target = (hi - lo) / 2, max(abs(drift), step - abs(drift))
-        if target > 0 and n_seeds > 0:
-            out["seeds_needed"] = int(math.ceil(n_seeds * (half / target) ** 2))
+        # the CI's own centre, not the point estimate: a bootstrap CI need not be symmetric about it
+        half, centre = (hi - lo) / 2, (hi + lo) / 2
+        target = max(abs(centre), step - abs(centre))
+        if target > 0 and n_seeds > 0:  # more seeds than these, since these did not decide it
+            out["seeds_needed"] = max(n_seeds + 1, int(math.ceil(n_seeds * (half / target) ** 2)))
     return out
 
 

@@ -72,6 +72,10 @@ def test_verdict_rules():
     und = verdict(-0.3, 0.5, 0.1, 0.25, 8)
     assert und["verdict"] == UNDETERMINED and und["seeds_needed"] == 57 and und["moves_less_than"] == 0.5
     assert verdict(float("nan"), 0.5, 0.1, 0.25, 8)["verdict"] == UNDETERMINED
+    # the real CPU reproduction's μP (README): a CI [−0.01, +0.76] about a point 0.59, 16 seeds. Its
+    # centre 0.375 is what must clear 0: 16 × (0.385 / 0.375)² → 17 seeds, never fewer than it had
+    assert verdict(-0.01, 0.76, 0.59, 0.33, 16)["seeds_needed"] == 17
+    assert verdict(-0.01, 0.9, 0.8, 0.33, 16)["seeds_needed"] == 17  # ⌈16 · (0.455/0.445)²⌉ = 17 > 16
 
 
 def test_verdicts_on_the_synthetic_sweep(runs):
