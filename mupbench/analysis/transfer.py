@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import seed_stats
-from .bootstrap import draw, fit_vertex, resampled_means, seed_mean
+from .bootstrap import MIN_SEEDS, draw, fit_vertex, resampled_means, seed_mean
 from .records import frame, group_keys, groupby, with_axes
 
 AXIS_PLURAL = {"width_mult": "widths", "blocks": "depths"}
@@ -86,7 +86,7 @@ def optimal_lr(runs: pd.DataFrame, metric: str = "min_train_loss", window: int =
     """Per (setup, parametrization, optimizer, ζ): ``lr_argmin`` (with its seed-mean
     ``loss_argmin``), ``lr_fit`` (the quadratic-fit optimum; ``fitted`` says whether a fit was
     possible), ``lr_lo``/``lr_hi`` (bootstrap CI of the fit optimum: seeds resampled with
-    replacement, jointly across k) and ``n_seeds``."""
+    replacement, jointly across k; NaN with fewer than ``bootstrap.MIN_SEEDS`` seeds) and ``n_seeds``."""
     rng = np.random.default_rng(seed)
     rows = []
     keys = group_keys(axis) + [axis]
@@ -97,8 +97,9 @@ def optimal_lr(runs: pd.DataFrame, metric: str = "min_train_loss", window: int =
         x_fit, fitted = fit_optimum(log_k, mean, window, log_loss)
         finite = np.isfinite(mean)
         i = int(np.argmin(np.where(finite, mean, np.inf))) if finite.any() else None
-        boots = _boot_optima(log_k, matrix, window, log_loss, n_boot if len(matrix) > 1 else 0, rng)
-        lo, hi = (np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2]) if len(boots) else (x_fit, x_fit))
+        # too few seeds for a bootstrap (bootstrap.MIN_SEEDS): no CI, rather than one of width 0
+        boots = _boot_optima(log_k, matrix, window, log_loss, n_boot if len(matrix) >= MIN_SEEDS else 0, rng)
+        lo, hi = (np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2]) if len(boots) else (math.nan, math.nan))
         rows.append({
             **dict(zip(keys, key)),
             "lr_argmin": lrs[i] if i is not None else math.nan,

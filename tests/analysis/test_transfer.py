@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from sweep_factory import WIDTHS, runs, sweep_dir, write_run, x0  # noqa: F401 (fixtures)
+from sweep_factory import WIDTHS, parabola_runs, runs, sweep_dir, write_run, x0  # noqa: F401 (fixtures)
 
 from mupbench import analysis as A
 from mupbench.analysis.bootstrap import fit_vertex
@@ -54,6 +54,14 @@ def test_optimal_lr_per_width(runs):
         assert sp["fitted"] == (zeta != 8)  # at ζ = 8 the optimum is the grid's edge
     # seed offsets are multiplicative and common to all k: every resample has the same optimum
     assert opt.loc[("mup", 1.0), "lr_lo"] == pytest.approx(10**-2.8) == opt.loc[("mup", 1.0), "lr_hi"]
+
+
+def test_too_few_seeds_give_an_optimum_without_a_ci():
+    """One or two seeds: the optimum, but no CI (a zero-width one claimed a certainty there is not)."""
+    for seeds in (1, 2):
+        runs, _ = parabola_runs(np.random.default_rng(0), 0.0, widths=(1, 2), seeds=seeds)
+        opt = A.optimal_lr(runs, "min_val_loss", n_boot=50)
+        assert opt["lr_fit"].notna().all() and opt["lr_lo"].isna().all() and opt["lr_hi"].isna().all()
 
 
 @pytest.mark.parametrize("window", [1, 2])
