@@ -19,7 +19,7 @@ width, so by default one index set serves every width too (``joint=True``, SPEC-
 data order is shared across widths"); ``joint=False`` draws each width's independently. Optima are
 re-selected inside every resample, so selection noise propagates into every CI. A resample of R
 seeds is one of only C(2R−1, R) distinct draws (1 for one seed, 3 for two, 10 for three, 35 for
-four): below ``MIN_SEEDS`` no drift verdict is read from one (:mod:`mupbench.analysis.drift`).
+four): below ``MIN_SEEDS`` no CI is given (optimum, regret, budget) and no verdict is read.
 """
 
 from __future__ import annotations

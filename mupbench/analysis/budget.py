@@ -44,6 +44,7 @@ import pandas as pd
 
 from .aggregate import PARAM_NAMES, fmt, sort_groups
 from .bootstrap import (
+    MIN_SEEDS,
     argmin_finite,
     cubes,
     draw,
@@ -129,7 +130,7 @@ class _Stats:
 
     def __init__(self, cube, n_boot: int, rng):
         S, W = len(cube.seeds), cube.select.shape[0]
-        self.one_seed = cube.n_seeds() < 2
+        self.few = cube.n_seeds() < MIN_SEEDS  # too few distinct resamples for a CI (mupbench.analysis.bootstrap)
         self.sel, self.loss = seed_mean(cube.select), seed_mean(cube.loss)
         idx = draw(rng, n_boot, W, S, True)
         self.b_sel, self.b_loss = resampled_means(cube.select, idx), resampled_means(cube.loss, idx)
@@ -138,7 +139,7 @@ class _Stats:
         # cross-fitting: the seed halves' means, as they are and resampled within each half
         halves = (np.arange(S // 2), np.arange(S // 2, S))
         self.halves = [(seed_mean(cube.select[:, h]), seed_mean(cube.loss[:, h])) for h in halves] if S >= 2 else None
-        self.halves_resampled = S >= 4
+        self.halves_resampled = S // 2 >= MIN_SEEDS
         if self.halves:
             ih = [draw(rng, n_boot, W, h, True) for h in halves]
             self.b_halves = [(resampled_means(cube.select, i), resampled_means(cube.loss, i)) for i in ih]
@@ -159,20 +160,20 @@ class _Stats:
         khat, b_khat = pick(self.sel[sl]), pick(self.b_sel[:, sl])
         final, b_final = take(self.loss[1], khat), take(self.b_loss[:, 1], b_khat)
         b_reg = b_final - self.b_best
-        if self.one_seed:  # every resample is the same: a CI would claim a certainty there is not
+        if self.few:  # a handful of distinct resamples: a CI would claim a certainty there is not
             b_final = b_reg = np.full_like(b_reg, np.nan)
         (lo, hi), (rlo, rhi) = interval(b_final, ci), interval(b_reg, ci)
         cf, (cflo, cfhi) = math.nan, (math.nan, math.nan)
         if self.halves:
             cf = float(self._cross_fit(self.halves, sl, pick))
-            if self.halves_resampled:  # a half of one seed resamples to itself: no CI
+            if self.halves_resampled:  # as above, within each half
                 cflo, cfhi = interval(self._cross_fit(self.b_halves, sl, pick), ci)
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = (final - self.best) / self.best
         same = (b_khat == self.b_kstar) & (self.b_kstar >= 0)
         return {"khat": int(khat), "loss": float(final), "loss_lo": float(lo), "loss_hi": float(hi),
                 "regret": float(final - self.best), "regret_lo": float(rlo), "regret_hi": float(rhi),
-                "rel_regret": float(rel), "p_oracle": math.nan if self.one_seed else float(same.mean()),
+                "rel_regret": float(rel), "p_oracle": math.nan if self.few else float(same.mean()),
                 "regret_cf": cf, "regret_cf_lo": float(cflo), "regret_cf_hi": float(cfhi)}
 
 

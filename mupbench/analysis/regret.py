@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .bootstrap import Cube, argmin_finite, cubes, draw, group_fields, interval, resampled_means, seed_mean, take
+from .bootstrap import MIN_SEEDS, Cube, argmin_finite, cubes, draw, group_fields, interval, resampled_means, seed_mean, take
 from .records import frame
 
 
@@ -79,10 +79,10 @@ def _cube_regret(cube: Cube, metric: str, base_width, n_boot: int, rng, ci: floa
                           resampled_means(cube.select, ib), resampled_means(cube.loss, ib), base)
     else:
         cf, b_cf = np.full(W, np.nan), np.full((n_boot, W), np.nan)
-    few = cube.n_seeds() < 2  # every resample is the same: a CI would claim a certainty there is not
+    few = cube.n_seeds() < MIN_SEEDS  # a handful of distinct resamples: a CI would claim a certainty there is not
     if few:
         b_reg = b_rel = np.full_like(b_reg, np.nan)
-    if min(len(a), len(b)) < 2:  # the same within a half of one seed (it resamples to itself)
+    if min(len(a), len(b)) < MIN_SEEDS:  # the same within each half
         b_cf = np.full_like(b_cf, np.nan)
     reg_lo, reg_hi = interval(b_reg, ci)
     rel_lo, rel_hi = interval(b_rel, ci)
@@ -116,8 +116,9 @@ def transfer_regret(runs: pd.DataFrame, metric: str = "min_val_loss", base_width
     ``regret`` and ``rel_regret`` with their ``_lo``/``_hi`` bootstrap CI, ``p_same`` (P̂(k̂ = k*_ζ)),
     the cross-fitted ``regret_cf`` with its CI, ``n_seeds`` and ``n_boot``.
 
-    With one seed the CIs and ``p_same`` are NaN (no spread to resample), and so is the cross-fitted
-    CI when a half holds one seed; with one seed the cross-fitted regret itself is NaN. ``base_width``: the width (depth) tuned at (default: each group's narrowest; over depth its
+    With fewer than ``bootstrap.MIN_SEEDS`` seeds the CIs and ``p_same`` are NaN (too few distinct
+    resamples), and so is the cross-fitted CI when a half holds fewer; with one seed the cross-fitted
+    regret itself is NaN. ``base_width``: the width (depth) tuned at (default: each group's narrowest; over depth its
     ``model.base_blocks`` when the sweep holds it, else its shallowest); groups without it are left out. ``joint``: one seed index set for every width (see :mod:`mupbench.analysis.bootstrap`).
     """
     if n_boot < 1:

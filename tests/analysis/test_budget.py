@@ -128,15 +128,20 @@ def test_nominal_beta_inverts_the_floor_and_centre_out_order():
     assert B.centre_out(5).tolist() == [2, 1, 3, 0, 4] and B.centre_out(4).tolist() == [1, 2, 0, 3]
 
 
-def test_one_seed_has_no_ci_and_no_p_oracle():
+def test_too_few_seeds_have_no_ci_and_no_p_oracle():
     t = B.budget_comparison(frame(CENTRES, seeds=1), n_boot=50)
     ok = t[t["affordable"]]
     assert ok["regret_lo"].isna().all() and ok["loss_hi"].isna().all() and ok["p_oracle"].isna().all()
     assert ok["regret_cf"].isna().all()  # no halves to cross-fit
-    two = B.budget_comparison(frame(CENTRES, seeds=2), n_boot=50)  # halves of one seed: a point, no CI
-    two = two[two["affordable"]]
-    assert two["regret_cf"].notna().all() and two["regret_cf_lo"].isna().all() and two["regret_lo"].notna().all()
     assert ok["regret"].notna().all()
+    # fewer seeds than bootstrap.MIN_SEEDS (3): points, no CIs; the cross-fitted CI needs halves of 3
+    two = B.budget_comparison(frame(CENTRES, seeds=2), n_boot=50)
+    two = two[two["affordable"]]
+    assert two["regret_cf"].notna().all() and two["regret_cf_lo"].isna().all() and two["regret_lo"].isna().all()
+    assert two["p_oracle"].isna().all() and two["regret"].notna().all()
+    four = B.budget_comparison(frame(CENTRES, seeds=4), n_boot=50)
+    four = four[four["affordable"]]
+    assert four["regret_lo"].notna().all() and four["p_oracle"].notna().all() and four["regret_cf_lo"].isna().all()
 
 
 def test_the_loss_and_regret_cis_cover_the_constructed_truth():

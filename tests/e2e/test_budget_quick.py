@@ -4,8 +4,6 @@ gives every arm at every β with the measured costs, and draw_budget writes the 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from conftest import run_cli
@@ -40,7 +38,8 @@ def test_the_quick_budget_sweep_gives_every_arm_at_every_beta(tmp_path):
     # every final loss is the target sweep's seed mean at k̂, and no arm beats its oracle
     ok = t[t["kind"] != "oracle"]
     assert (ok["regret"] >= 0).all() and np.isfinite(ok["loss"]).all()
-    assert all(math.isfinite(v) for v in ok["loss_lo"]) and (ok["loss_lo"] <= ok["loss"] + 1e-12).all()
-    assert np.isfinite(ok["regret_cf"]).all() and ok["regret_cf_lo"].isna().all()  # 2 seeds: halves of one seed, no CI
+    # 2 seeds, fewer than bootstrap.MIN_SEEDS: points without CIs (a 2-seed bootstrap has 3 distinct draws)
+    assert ok["loss_lo"].isna().all() and ok["regret_lo"].isna().all() and ok["regret_cf_lo"].isna().all()
+    assert np.isfinite(ok["regret_cf"]).all()
     paths = B.draw_budget(t, tmp_path / "report" / "budget")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
