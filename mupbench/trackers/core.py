@@ -6,7 +6,7 @@ A tracker that raises is logged once (per tracker, per process), dropped for tha
 run goes on: records stay the source of truth. What each tracker has been handed is kept in the
 run dir's ``trackers.json`` (per destination: last logged step, its run id, finished or not), so
 a killed-and-resumed run, a rerun of a finished one and a second ``mupbench-export`` log no step
-twice.
+twice (a process killed between a tracker's call and its ledger write may repeat that one step).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import queue
+from collections import Counter
 import threading
 import time
 from dataclasses import dataclass, field
@@ -124,29 +125,47 @@ def backend_class(name: str) -> type[Backend]:
 
 # ------------------------------------------------------------------------------ worker
 class _Worker:
-    """One daemon thread per process running tracker calls in order; never blocks the caller."""
+    """One daemon thread per process running tracker calls in order; never blocks the caller.
+    Calls made for a run dir are counted until done, so that a run reopened in the same process
+    (resumed after an interruption) first lets its earlier tracker calls reach the ledger."""
 
     def __init__(self):
         self.queue: queue.Queue = queue.Queue()
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.pending: Counter = Counter()  # run dir → its calls queued or running
+        self.settled = threading.Condition()
 
-    def submit(self, fn: Callable[[], None]) -> None:
+    def submit(self, fn: Callable[[], None], run_dir: Path | None = None) -> None:
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._loop, name="mupbench-trackers", daemon=True)
                 self.thread.start()
-        self.queue.put(fn)
+        if run_dir is not None:
+            with self.settled:
+                self.pending[run_dir] += 1
+        self.queue.put((fn, run_dir))
 
     def _loop(self) -> None:
         while True:
-            fn = self.queue.get()
+            fn, run_dir = self.queue.get()
             try:
                 fn()
             except BaseException:  # noqa: BLE001 - each call reports its own errors; nothing kills the thread
                 log.debug("tracker call failed", exc_info=True)
             finally:
+                if run_dir is not None:
+                    with self.settled:
+                        self.pending[run_dir] -= 1
+                        if self.pending[run_dir] <= 0:
+                            del self.pending[run_dir]
+                            self.settled.notify_all()
                 self.queue.task_done()
+
+    def settle(self, run_dir: Path, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until no call made for ``run_dir`` is queued; True if none is."""
+        with self.settled:
+            return self.settled.wait_for(lambda: run_dir not in self.pending, timeout)
 
     def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for every queued call; True if all are done."""
@@ -257,7 +276,7 @@ class RunTracker:
                 slot.dead, slot.error = True, f"{type(e).__name__}: {e}"
                 report(slot.backend.name, self.run, e)
 
-        WORKER.submit(work)
+        WORKER.submit(work, self.run.run_dir)
 
 
 def open_tracker(logger_cfg: Any, run: RunInfo, backfill: bool = True) -> RunTracker | None:
@@ -267,6 +286,10 @@ def open_tracker(logger_cfg: Any, run: RunInfo, backfill: bool = True) -> RunTra
     if not names:
         return None
     slots = []
+    timeout_s = float(logger_cfg.get("finish_timeout_s", 60.0) or 60.0)
+    if not WORKER.settle(run.run_dir, timeout_s):  # an interrupted run's calls, still queued in this process
+        log.warning("trackers of an earlier attempt of %s still busy after %.0f s; reopening anyway (a step "
+                    "may be logged twice)", run.run_dir, timeout_s)
     ledger = read_ledger(run.run_dir)
     for name in names:
         try:
@@ -285,7 +308,7 @@ def open_tracker(logger_cfg: Any, run: RunInfo, backfill: bool = True) -> RunTra
             report(name, run, e)
     if not slots:
         return None
-    tracker = RunTracker(run, slots, float(logger_cfg.get("finish_timeout_s", 60.0) or 60.0))
+    tracker = RunTracker(run, slots, timeout_s)
     if backfill:  # steps a killed process of this run evaluated but its trackers never got
         for row in metrics_rows(run.run_dir):
             tracker.log_eval(row, started_wall(run, row), _resumed_only=True)

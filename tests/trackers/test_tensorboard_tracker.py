@@ -4,6 +4,7 @@ tensorboard package imports in well under a second)."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -80,6 +81,25 @@ def test_killed_and_resumed_run_logs_no_step_twice(tmp_path):
     run_dir, _ = simulate(cfg, tmp_path, start=200)  # ...resumed from its checkpoint at step 200
     assert_history(read_events(tmp_path / "tensorboard" / run_dir.name), run_dir)
     assert json.loads((run_dir / LEDGER).read_text())[f"tensorboard:{tmp_path.resolve() / 'tensorboard'}"]["finished"]
+
+
+def test_a_run_resumed_in_the_process_that_was_interrupted_logs_no_step_twice(tmp_path, monkeypatch):
+    """A KeyboardInterrupt leaves the interrupted attempt's tracker calls queued; the resumed
+    attempt reads the ledger only once they are done (else it re-logs what they then log too)."""
+    from mupbench.trackers.tensorboard_backend import TensorBoard
+
+    original = TensorBoard.log
+
+    def slow(self, *a):
+        time.sleep(0.2)  # a tracker slower than training: its calls queue up
+        original(self, *a)
+
+    monkeypatch.setattr(TensorBoard, "log", slow)
+    cfg = point_cfg(logger=("tensorboard",))
+    simulate(cfg, tmp_path, stop=300, finish=False, drain=False)  # interrupted after step 300, calls queued
+    run_dir, _ = simulate(cfg, tmp_path, start=200)  # resumed at once from its checkpoint at step 200
+    assert trackers.flush(30)
+    assert_history(read_events(tmp_path / "tensorboard" / run_dir.name), run_dir)
 
 
 def test_resume_backfills_steps_a_killed_process_never_handed_over(tmp_path):

@@ -58,9 +58,11 @@ def finished(cfg: DictConfig, record: dict, rows: list[dict]) -> dict:
             "error": None, "config": OmegaConf.to_container(cfg, resolve=True), "finished_at": "2026-01-01T00:00:10+00:00"}
 
 
-def simulate(cfg: DictConfig, sweep: Path, start: int = 0, stop: int | None = None, finish: bool = True) -> tuple[Path, dict]:
+def simulate(cfg: DictConfig, sweep: Path, start: int = 0, stop: int | None = None, finish: bool = True,
+             drain: bool = True) -> tuple[Path, dict]:
     """Train (pretend) one point: open its trackers, log rows start..stop as each is written to
-    metrics.csv, write the record and finish. ``finish=False`` is a run killed after ``stop``."""
+    metrics.csv, write the record and finish. ``finish=False`` is a run killed after ``stop``;
+    with ``drain=False`` it is interrupted in this process, its tracker calls still queued."""
     run_dir = run_dir_of(sweep, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = history(cfg)
@@ -73,7 +75,8 @@ def simulate(cfg: DictConfig, sweep: Path, start: int = 0, stop: int | None = No
         if tracker is not None:
             tracker.log_eval(row)
     if not finish:
-        trackers.flush()
+        if drain:
+            trackers.flush()
         return run_dir, record
     record = finished(cfg, record, rows)
     write_json(run_dir / RESULT, record)
