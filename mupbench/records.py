@@ -59,15 +59,21 @@ ADDED_LATER = {
 
 
 # ------------------------------------------------------------------------------ identity
-def fingerprint(cfg: DictConfig) -> str:
-    """A hash of everything that determines a run's numbers."""
-    c = OmegaConf.to_container(cfg, resolve=True)
+def numbers_config(config: dict) -> dict:
+    """A resolved config (a record's ``config``) less the keys that do not change a run's numbers."""
+    c = json.loads(json.dumps(config))  # a deep copy
     for key in NOT_IN_FINGERPRINT:
         c.pop(key, None)
     for key in TRAIN_NOT_IN_FINGERPRINT:
-        c["train"].pop(key, None)
-    c["dataset"].pop("root", None)
+        (c.get("train") or {}).pop(key, None)
+    (c.get("dataset") or {}).pop("root", None)
     c.pop("logger", None)  # where a run is also logged to does not change it
+    return c
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """A hash of everything that determines a run's numbers."""
+    c = numbers_config(OmegaConf.to_container(cfg, resolve=True))
     for section, defaults in ADDED_LATER.items():
         node = c.get(section, {})
         for key, default in defaults.items():

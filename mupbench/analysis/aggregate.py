@@ -23,7 +23,7 @@ PARAM_ORDER = {"sp": 0, "mup": 1, "ntk": 2, "mf": 3}
 PARAM_NAMES = {"sp": "SP", "mup": "μP", "ntk": "NTK", "mf": "MF"}
 AXIS_LABELS = {"weight_decay": "λ (wd)", "wd_mode": "wd mode", "wd_on_vectors": "wd on vectors",
                "eps_scaling": "ε scaling", "schedule": "schedule", "depth_alpha": "α (depth)", "blocks": "blocks",
-               "steps": "steps", "width_mult": "ζ"}
+               "steps": "steps", "variant": "other settings", "width_mult": "ζ"}
 
 
 def seed_stats(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:

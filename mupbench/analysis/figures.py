@@ -11,6 +11,8 @@ they work the same in a script, a test and a notebook; :func:`save_figure` write
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,8 @@ from .transfer import optimal_lr
 CMAP = "viridis"
 AXIS_NAMES = {"width_mult": "width multiplier ζ", "blocks": "blocks (depth)"}
 SHORT = {"weight_decay": "wd", "wd_mode": "", "wd_on_vectors": "wdvec", "eps_scaling": "eps", "schedule": "",
-         "depth_alpha": "alpha", "steps": "steps", "width_mult": "zeta", "blocks": "blocks"}
+         "depth_alpha": "alpha", "steps": "steps", "width_mult": "zeta", "blocks": "blocks",
+         "variant": ""}
 
 
 def curve_families(runs: pd.DataFrame) -> list[tuple[str, float]]:
@@ -134,7 +137,7 @@ def sweep_figures(runs: pd.DataFrame, optima: pd.DataFrame | None = None, axis: 
         values = dict(zip(keys, key))
         parts = [values["setup"]] + ([values["optimizer"]] if many_opt else [])
         parts += [f"{SHORT[c]}{axis_value(c, values[c])}" for c in split] + (["depth"] if axis == "blocks" else [])
-        stem = "_".join(parts).replace(" ", "").replace(".", "p")  # a dot would read as the file's suffix
+        stem = re.sub(r"[^\w=+-]", "", "_".join(parts).replace(".", "p").replace(",", "_"))  # a dot would read as the suffix
         title = "".join(f", {AXIS_LABELS[c]} = {axis_value(c, values[c])}" for c in split)
         out[stem] = plot_sweep(g, values["setup"], values["optimizer"], axis=axis, title=title, **kw)
         if optima is not None:

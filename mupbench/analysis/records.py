@@ -16,8 +16,9 @@ its compute (``flops_per_step``, ``flops_total``) when the record has it.
 The axes beyond the paper's protocol are columns too, read from the record's config (:data:`AXES`):
 ``weight_decay``, ``wd_mode``, ``wd_on_vectors``, ``eps_scaling`` (optimizer), ``schedule`` (its
 name), ``depth_alpha`` (NA = no depth rule), ``blocks`` (NA for a model without blocks) and
-``steps`` (the training horizon); ``base_blocks`` is a column too (where a depth sweep is tuned),
-not a key. A record without one of those keys (written before
+``steps`` (the training horizon), and ``variant``: every other setting that varies among a setup's
+runs (``train.batch_size=64``, ``schedule.warmup_frac=0.1``, ``model.base_blocks=2``; NA where
+none does, :func:`variants`); ``base_blocks`` is a column too (where a depth sweep is tuned). A record without one of those keys (written before
 it existed) gets the default, which is what it ran with (:data:`AXIS_DEFAULTS`). They are part of
 every key (:data:`GROUP`, :data:`CELL`, :data:`RUN`), so runs that differ in any axis are never
 taken for duplicates; NA is a value of a key like any other (every groupby here passes
@@ -50,7 +51,15 @@ AXIS_SOURCES = {
     "base_blocks": (("model", "base_blocks"), None),  # a column, not a key: where depth regret is tuned
 }
 AXIS_DEFAULTS = {k: d for k, (_, d) in AXIS_SOURCES.items()}
-AXES = [c for c in AXIS_SOURCES if c != "base_blocks"] + ["steps"]
+# "variant": every other setting that varies among a setup's runs (a batch size, a warmup fraction,
+# a base depth: "train.batch_size=64"), NA where none does; see :func:`variants`
+AXES = [c for c in AXIS_SOURCES if c != "base_blocks"] + ["steps", "variant"]
+# config keys that are columns of their own, so never part of a variant
+KEYED = {".".join(path) for col, (path, _) in AXIS_SOURCES.items() if col != "base_blocks"} | {
+    "model.name", "model.width_mult", "dataset.name", "parametrization.name", "optimizer.name", "optimizer.lr",
+    "seed", "train.steps"}
+# within what a variant's keys are compared (their defaults may differ between these)
+VARIANT_SCOPE = ("setup", "parametrization", "optimizer", "schedule")
 # what identifies a curve (one parametrization of one setup under one optimizer, at one setting of
 # every other axis)
 GROUP = ["setup", "parametrization", "optimizer", *AXES]
@@ -102,7 +111,7 @@ def varies(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
 def with_axes(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with every axis column (a frame built by hand may lack some: each gets its
     default, so that the keys exist)."""
-    lack = [c for c in [*AXIS_SOURCES, "steps"] if c not in runs.columns]
+    lack = [c for c in [*AXIS_SOURCES, "steps", "variant"] if c not in runs.columns]
     if not lack:
         return runs
     return runs.assign(**{c: pd.Series(AXIS_DEFAULTS.get(c), index=runs.index, dtype=COLUMNS[c]) for c in lack})
@@ -123,7 +132,7 @@ COLUMNS = {  # column -> dtype of the tidy frame, in this order
     "setup": "string", "model": "string", "dataset": "string", "parametrization": "string",
     "optimizer": "string", "weight_decay": "float64", "wd_mode": "string", "wd_on_vectors": "boolean",
     "eps_scaling": "string", "schedule": "string", "depth_alpha": "float64", "blocks": "Int64",
-    "base_blocks": "Int64",
+    "base_blocks": "Int64", "variant": "string",
     "width_mult": "float64", "width": "Int64", "lr": "float64", "seed": "Int64",
     "status": "string", "num_params": "Int64", "steps": "Int64", "steps_done": "Int64",
     **{c: "float64" for c in LOSSES}, **{c: "float64" for c in INIT.values()}, "diverged_step": "Int64",
@@ -169,8 +178,8 @@ class Sweep:
             lines.append(f"duplicates: {self.duplicates} record(s) of an already-recorded run (setup, parametrization, "
                          f"optimizer, every axis, ζ, k, seed) dropped (kept: a finished one, then the latest)")
         if self.conflicts:
-            lines.append(f"conflicts: {self.conflicts} of those runs were recorded with different configs; "
-                         f"analyse sweeps that differ in other settings (batch, data, schedule shape) separately")
+            lines.append(f"conflicts: {self.conflicts} of those runs were recorded with the same settings but different "
+                         f"fingerprints (records of different mupbench versions?); check them before trusting the numbers")
         return lines
 
     def summary(self) -> str:
@@ -214,6 +223,50 @@ def axis_values(config) -> dict:
             node = node.get(part) if isinstance(node, dict) else None
         out[col] = default if node is None else node
     return out
+
+
+def settings(config) -> dict:
+    """A record's config flattened to dotted keys, less those that do not change the run's numbers
+    (:func:`mupbench.records.numbers_config`) and those that are columns (:data:`KEYED`); a key
+    added to mupbench later reads as its default when absent (:data:`mupbench.records.ADDED_LATER`)."""
+    if not isinstance(config, dict):
+        return {}
+    flat = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
+
+    walk(R.numbers_config(config), "")
+    for section, defaults in R.ADDED_LATER.items():
+        for key, default in defaults.items():
+            flat.setdefault(f"{section}.{key}", default)
+    return {k: v for k, v in flat.items() if k not in KEYED}
+
+
+def variants(scopes: list[tuple], configs: list) -> list[str | None]:
+    """Per run (its values of :data:`VARIANT_SCOPE`, its config), the settings (:func:`settings`)
+    that take more than one value among the runs of its scope, as ``key=value, …`` (None where none varies).
+    A key that some runs lack (another model's or schedule's) is compared only among those that
+    have it. This is what keeps runs that differ in a setting without a column of its own apart."""
+    flats = [settings(c) for c in configs]
+    values: dict[tuple, dict[str, set]] = {}
+    for scope, flat in zip(scopes, flats):
+        seen = values.setdefault(scope, {})
+        for k, v in flat.items():
+            seen.setdefault(k, set()).add(repr(v))
+    out = []
+    for scope, flat in zip(scopes, flats):
+        varying = sorted(k for k, vs in values[scope].items() if len(vs) > 1 and k in flat)
+        out.append(", ".join(f"{k}={_setting(flat[k])}" for k in varying) or None)
+    return out
+
+
+def _setting(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _row(record: dict, path: Path) -> dict:
@@ -271,6 +324,9 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
                 if run_dir not in seen:
                     seen.add(run_dir)
                     unfinished.append(str(path.parent))
+    configs = [json.loads(r["config"]) if r["config"] else None for r in rows]
+    for r, v in zip(rows, variants([tuple(r[c] for c in VARIANT_SCOPE) for r in rows], configs)):
+        r["variant"] = v
     runs = _tidy(rows)
     kept = _dedupe(runs)
     # a repeated run key whose records hold different configs: two experiments mixed together

@@ -156,3 +156,63 @@ def test_an_older_record_without_the_axes_loads_with_their_defaults(tmp_path):
     back = A.read_runs(path)
     assert back["wd_mode"].tolist() == ["coupled"] * 2 and back["schedule"].tolist() == ["constant"] * 2
     assert back["blocks"].isna().all()
+
+
+def _setting_config(batch=16, warmup=None, base_blocks=2, follows=False, threads=1, name="a") -> dict:
+    """A record's config as composed today, with settings that have no column of their own."""
+    cfg = _axes_config(schedule="cosine" if warmup is not None else "constant")
+    cfg["model"]["base_blocks"] = base_blocks
+    cfg["train"] = {"batch_size": batch, "threads": threads, "steps": 100}
+    cfg["parametrization"]["depth_wd_follows_lr"] = follows
+    if warmup is not None:
+        cfg["schedule"].update(warmup_frac=warmup, min_lr_ratio=0.0)
+    if not follows:  # a record written before the key existed: it ran with the default
+        del cfg["parametrization"]["depth_wd_follows_lr"]
+    return {**cfg, "name": name, "seed": 0}
+
+
+def test_runs_that_differ_only_in_a_setting_without_a_column_are_kept_apart_and_named(tmp_path):
+    """A batch size, a warmup fraction, a base depth: each run is its own curve (a "variant"),
+    never a conflict; a key that does not change the numbers (threads, the sweep's name) and a key
+    absent from an older record at its default make no variant."""
+    cases = {"b16": dict(), "b32": dict(batch=32), "base4": dict(base_blocks=4), "follows": dict(follows=True),
+             "w05": dict(warmup=0.05), "w10": dict(warmup=0.1), "threads": dict(threads=2, name="b")}
+    for zeta in (1.0, 2.0):
+        for name, kw in cases.items():
+            cfg = _setting_config(**kw)
+            cfg["model"]["width_mult"] = zeta
+            fp = f"{'b16' if name == 'threads' else name}-{zeta}"  # threads: b16's run, as its fingerprint says
+            write_run(tmp_path / f"{name}-{zeta}", setup="transformer_tokens", zeta=zeta, config=cfg, fingerprint=fp,
+                      finished_at="2025-01-02" if name == "threads" else "2025-01-01")
+    sweep = A.load_sweep(tmp_path)
+    runs = sweep.runs.assign(case=lambda d: d["run_dir"].map(lambda p: Path(p).name.split("-")[0]))
+    assert sweep.duplicates == 2 and sweep.conflicts == 0 and len(runs) == 12  # threads' records replace b16's
+    got = runs.groupby("case")["variant"].agg(lambda v: sorted(set(v.fillna("NA"))))
+    constant = "model.base_blocks={}, parametrization.depth_wd_follows_lr={}, train.batch_size={}"
+    assert got.to_dict() == {
+        "threads": [constant.format(2, False, 16)], "b32": [constant.format(2, False, 32)],
+        "base4": [constant.format(4, False, 16)], "follows": [constant.format(2, True, 16)],
+        "w05": ["schedule.warmup_frac=0.05"], "w10": ["schedule.warmup_frac=0.1"],  # compared within cosine only
+    }
+    assert "variant" in A.records.GROUP and A.varying_axes(runs) == ["schedule", "variant", "width_mult"]
+    assert len(A.seed_stats(runs)) == 12  # 6 curves (threads = b16) × 2 widths
+    t2 = A.table2_display(A.table2(runs))
+    assert "other settings" in t2.columns and t2["other settings"].str.contains("train.batch_size=32").any()
+
+
+def test_real_records_vary_in_no_setting_across_widths_rates_and_seeds_but_do_in_a_batch_size(tmp_path):
+    """Records written by the trainer: ζ, k and seed are columns, so a sweep of only those has no
+    variant; the same sweep at another batch size is two curves, told apart by it."""
+    from conftest import cfgs
+
+    from mupbench.lifecycle import run_point
+
+    base = ["train.device=cpu", "train.eval_batches=2", "train.steps=4", "train.eval_every=2", "train.threads=1"]
+    for batch in (16, 32):
+        for i, cfg in enumerate(cfgs([*base, f"train.batch_size={batch}"], [(s, k) for k in (1e-3, 1e-2) for s in (0, 1)])):
+            run_point(cfg, tmp_path / f"b{batch}" / f"p{i}")
+    one = A.load_sweep(tmp_path / "b16")
+    assert len(one.runs) == 4 and one.runs["variant"].isna().all() and not one.problems()
+    both = A.load_sweep(tmp_path)
+    assert both.duplicates == 0 and both.conflicts == 0 and not both.problems()
+    assert sorted(both.runs["variant"].unique()) == ["train.batch_size=16", "train.batch_size=32"]

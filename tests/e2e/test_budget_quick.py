@@ -21,6 +21,7 @@ def test_the_quick_budget_sweep_gives_every_arm_at_every_beta(tmp_path):
     assert "120 points in 12 batched groups" in done.stdout + done.stderr
     sweep = A.load_sweep(tmp_path / "outputs" / "mlp_california_budget_quick")
     assert len(sweep.runs) == 120 and not sweep.problems(), sweep.problems()
+    assert sweep.runs["variant"].isna().all()  # the arms differ in width and steps only: columns, no variant
     t = B.budget_comparison(sweep.runs, n_boot=200)
     arms = t.groupby("arm")["beta"].apply(lambda b: sorted(b.dropna()))
     for arm in ("μT", "SP-naive", "SP-short", "μP-short"):
