@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from mupbench import records as R
+from mupbench import trackers
 from mupbench.assemble import Run, build_models, build_run, cast_splits, loss_function, resolve_device, set_flush_denormal, set_threads
 from mupbench.config import ConfigError, validate
 from mupbench.data import DataError, DataSpec, Splits, load_splits
@@ -84,6 +85,7 @@ def _run(cfgs, run_dirs, *, batched: bool, max_members: int = 0, forward: str = 
             results[i] = done
             continue
         if run_dir.is_dir():
+            trackers.settle(run_dir)  # an interrupted attempt's tracker calls write there: let them finish first
             checkpoint.remove_stale_parts(run_dir)
             if cfg.force:
                 (run_dir / R.CHECKPOINT).unlink(missing_ok=True)
@@ -140,9 +142,7 @@ def _prepare(pt: _Point, device: torch.device, splits: Splits) -> None:
 def _open_tracker(pt: _Point):
     """The point's experiment-tracker run (``logger=...``; None when none is selected), handed the
     rows a resumed run brings (it skips those it logged before the interruption)."""
-    from mupbench.trackers import open_run
-
-    tracker = open_run(pt.cfg, pt.run_dir, pt.record)
+    tracker = trackers.open_run(pt.cfg, pt.run_dir, pt.record)
     if tracker is not None:
         for row in pt.member.history:
             tracker.log_eval(row)

@@ -226,6 +226,40 @@ def test_a_batched_group_logs_one_tracker_run_per_member_and_a_resume_no_step_tw
     assert _tensorboard_steps(tmp_path / "sweep" / "tensorboard" / "killed") == [0, 10, 20, 30]
 
 
+def test_a_point_rerun_in_the_process_it_was_interrupted_in_lets_its_tracker_calls_finish_first(tmp_path, monkeypatch, caplog):
+    """The interrupted attempt's tracker calls are still queued when the point is rerun: the rerun
+    waits for them before it clears the run dir's temp files (one of them is the ledger being
+    written) and reads the ledger, so no call fails and no step is logged twice (on a slow disk)."""
+    pytest.importorskip("tensorboard")
+    import contextlib
+    import threading
+
+    from mupbench import trackers
+    from mupbench.trackers import core
+
+    written, writing, release = core.atomic_write, threading.Event(), threading.Event()
+
+    @contextlib.contextmanager
+    def slow_disk(path):
+        with written(path) as f:
+            yield f
+            writing.set()
+            release.wait(10)  # the temp file is there, not yet renamed into place
+    monkeypatch.setattr(core, "atomic_write", slow_disk)
+    cfg = compose([*BASE, "train.steps=30", "train.eval_every=10", "logger=tensorboard", "train.ckpt_every=10"])
+    undo = crash_at(monkeypatch, SingleStepper, 15)
+    with pytest.raises(KeyboardInterrupt):
+        run_point(cfg, tmp_path / "killed")
+    undo()
+    assert writing.wait(10)  # the tracker thread is inside a ledger write
+    threading.Timer(0.5, release.set).start()  # the disk answers half a second into the rerun
+    with caplog.at_level("WARNING", logger="mupbench"):
+        assert run_point(cfg, tmp_path / "killed")["resumed_from"] == 10
+        assert trackers.flush(30)
+    assert not [r for r in caplog.records if "tracker" in r.getMessage()]
+    assert _tensorboard_steps(tmp_path / "tensorboard" / "killed") == [0, 10, 20, 30]
+
+
 def test_a_custom_model_is_named_by_its_factory_in_the_record(tmp_path):
     """Two factories on one dataset are two setups (analysis groups by setup)."""
     from mupbench.records import summary

@@ -24,9 +24,10 @@ from mupbench.trackers.core import (
     open_tracker,
     report,
     selected,
+    settle,
 )
 
-__all__ = ["LEDGER", "RunInfo", "RunTracker", "TrackerError", "check", "flush", "missing", "open_run", "selected"]
+__all__ = ["LEDGER", "RunInfo", "RunTracker", "TrackerError", "check", "flush", "missing", "open_run", "selected", "settle"]
 
 
 def open_run(cfg, run_dir: Path, record: dict) -> RunTracker | None:

@@ -178,6 +178,18 @@ WORKER = _Worker()
 _reported: set[str] = set()
 
 
+def settle(run_dir: Path, timeout_s: float = 60.0) -> bool:
+    """Wait (bounded) for the tracker calls this process still has queued for ``run_dir``: an
+    interrupted attempt's, before the run is reopened there (its ledger read, its temp files
+    cleared). True if none is left; else a warning, and the caller goes on."""
+    run_dir = Path(run_dir).resolve()
+    if WORKER.settle(run_dir, timeout_s):
+        return True
+    log.warning("trackers of an earlier attempt of %s still busy after %.0f s; going on (a step may be logged "
+                "twice)", run_dir, timeout_s)
+    return False
+
+
 def report(tracker: str, run: RunInfo | None, e: BaseException) -> None:
     """Say once per tracker and process that it failed; later failures go to the debug log."""
     where = f" for {run.run_dir}" if run is not None else ""
@@ -287,9 +299,7 @@ def open_tracker(logger_cfg: Any, run: RunInfo, backfill: bool = True) -> RunTra
         return None
     slots = []
     timeout_s = float(logger_cfg.get("finish_timeout_s", 60.0) or 60.0)
-    if not WORKER.settle(run.run_dir, timeout_s):  # an interrupted run's calls, still queued in this process
-        log.warning("trackers of an earlier attempt of %s still busy after %.0f s; reopening anyway (a step "
-                    "may be logged twice)", run.run_dir, timeout_s)
+    settle(run.run_dir, timeout_s)
     ledger = read_ledger(run.run_dir)
     for name in names:
         try:
