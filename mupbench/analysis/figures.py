@@ -34,6 +34,14 @@ SHORT = {"weight_decay": "wd", "wd_mode": "", "wd_on_vectors": "wdvec", "eps_sca
          "variant": ""}
 
 
+def _stem_value(col: str, v) -> str:
+    """An axis value in a file stem; a variant's dotted keys with dashes (train-batch_size=32)."""
+    text = axis_value(col, v)
+    if col == "variant" and not pd.isna(v):
+        text = "_".join(f"{k.replace('.', '-')}={val}" for k, _, val in (s.partition("=") for s in text.split(", ")))
+    return text
+
+
 def curve_families(runs: pd.DataFrame) -> list[tuple[str, float]]:
     """The (parametrization, depth α) pairs of ``runs``, SP, μP, … first, α none first."""
     pairs = with_axes(runs)[["parametrization", "depth_alpha"]].drop_duplicates()
@@ -136,8 +144,8 @@ def sweep_figures(runs: pd.DataFrame, optima: pd.DataFrame | None = None, axis: 
     for key, g in groupby(runs, keys, sort=True):
         values = dict(zip(keys, key))
         parts = [values["setup"]] + ([values["optimizer"]] if many_opt else [])
-        parts += [f"{SHORT[c]}{axis_value(c, values[c])}" for c in split] + (["depth"] if axis == "blocks" else [])
-        stem = re.sub(r"[^\w=+-]", "", "_".join(parts).replace(".", "p").replace(",", "_"))  # a dot would read as the suffix
+        parts += [f"{SHORT[c]}{_stem_value(c, values[c])}" for c in split] + (["depth"] if axis == "blocks" else [])
+        stem = re.sub(r"[^\w=+-]", "", "_".join(parts).replace(".", "p"))  # a dot would read as the file's suffix
         title = "".join(f", {AXIS_LABELS[c]} = {axis_value(c, values[c])}" for c in split)
         out[stem] = plot_sweep(g, values["setup"], values["optimizer"], axis=axis, title=title, **kw)
         if optima is not None:
