@@ -81,3 +81,22 @@ def test_a_bad_input_inside_a_job_is_reported_as_that_error_not_as_relaunch():
     msg = launchers._failure([(lost, chunk, RuntimeError(lost._error))], 2)
     assert msg.startswith("1 of 2 jobs (1 points) ended without results, e.g. job 12_0: Job 7 (task: 0) has not produced")
     assert msg.endswith("relaunch the same command to run them again (finished points are skipped)")
+
+
+@pytest.mark.parametrize("override", ["train.steps=10", "model.width_mult=2"])
+def test_an_override_of_what_the_budget_arms_set_stops_the_budget_sweep(tmp_path, capsys, override):
+    """The arms set each run's width and steps, and a command-line value beats a config group's:
+    typed beside a budget preset it would give every arm the same one. One line, nothing run."""
+    lines = refused(capsys, "+experiment=mlp_california_budget_quick", "hydra/launcher=batched", override,
+                    f"hydra.sweep.dir={tmp_path / 's'}")
+    key = override.split("=")[0]
+    assert len(lines) == 1 and lines[0].startswith(f"mupbench: error: {key}: the budget arms (conf/budget_arm/) set each run's")
+    assert f"{override} would replace them in every arm; drop it" in lines[0] and "and 119 more points; nothing was run)" in lines[0]
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_budget_preset_alone_and_a_single_run_with_steps_pass_the_check():
+    from mupbench.sweep.checks import arm_clash
+
+    assert arm_clash(["budget_arm=mlp_california_quick_short_1", "parametrization=sp", "seed=0"]) is None
+    assert arm_clash(["train.steps=10", "model.width_mult=2"]) is None  # no arm: an ordinary sweep
