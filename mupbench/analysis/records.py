@@ -83,11 +83,17 @@ def groupby(df: pd.DataFrame, keys, **kw):
 
 
 def varying_axes(df: pd.DataFrame, exclude=()) -> list[str]:
-    """The axis columns of ``df`` (and ``width_mult``) that take more than one value (NA counts as
-    a value), in :data:`AXES` order; the report names only these, so a sweep that varies none of
-    them reads as the paper's."""
+    """The axis columns of ``df`` (and ``width_mult``) that take more than one value within a
+    setup (NA counts as a value), in :data:`AXES` order; the report names only these, so a sweep
+    that varies none of them reads as the paper's, whichever setups it holds (an MLP has no
+    ``blocks``, a Transformer 6: that is not a depth sweep)."""
     cols = [c for c in [*AXES, "width_mult"] if c in df.columns and c not in exclude]
-    return [c for c in cols if df[c].nunique(dropna=False) > 1]
+    if not cols or df.empty:
+        return []
+    if "setup" not in df.columns:
+        return [c for c in cols if df[c].nunique(dropna=False) > 1]
+    counts = groupby(df, "setup")[cols].nunique(dropna=False).max()
+    return [c for c in cols if counts[c] > 1]
 
 
 def select(df: pd.DataFrame, values: dict) -> pd.DataFrame:

@@ -170,3 +170,15 @@ def test_the_budget_section_appears_only_with_short_runs(tmp_path):
     plain = A.analyse(runs[runs["steps"] == 1000], n_boot=20)
     assert plain["budget"].empty
     assert "Budget-matched tuning" not in A.report._html(A.Sweep(runs=runs[runs["steps"] == 1000]), plain, {}, ["s"])
+
+
+def test_an_axis_that_differs_only_between_setups_is_not_varied():
+    """The paper's four setups in one report: the MLP has no blocks, the Transformer 6 — not a
+    depth sweep; the report keeps the paper's names. Within a setup, two depths are."""
+    mlp = A.records.with_axes(wd_runs(np.random.default_rng(0), shifts={"coupled": 0.0}))
+    both = pd.concat([mlp, mlp.assign(setup="transformer_synth", blocks=6)], ignore_index=True).astype({"blocks": "Int64"})
+    assert A.varying_axes(both) == ["width_mult"]
+    assert list(A.sweep_figures(both)) == ["mlp_parabola", "transformer_synth"]
+    assert "blocks" not in A.table2_display(A.table2(both)).columns
+    deeper = pd.concat([both, mlp.assign(setup="transformer_synth", blocks=12)], ignore_index=True).astype({"blocks": "Int64"})
+    assert A.varying_axes(deeper) == ["blocks", "width_mult"]
