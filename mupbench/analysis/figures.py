@@ -12,7 +12,6 @@ they work the same in a script, a test and a notebook; :func:`save_figure` write
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import numpy as np

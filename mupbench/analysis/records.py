@@ -18,8 +18,8 @@ The axes beyond the paper's protocol are columns too, read from the record's con
 name), ``depth_alpha`` (NA = no depth rule), ``blocks`` (NA for a model without blocks) and
 ``steps`` (the training horizon), and ``variant``: every other setting that varies among a setup's
 runs (``train.batch_size=64``, ``schedule.warmup_frac=0.1``, ``model.base_blocks=2``; NA where
-none does, :func:`variants`); ``base_blocks`` is a column too (where a depth sweep is tuned). A record without one of those keys (written before
-it existed) gets the default, which is what it ran with (:data:`AXIS_DEFAULTS`). They are part of
+none does, :func:`variants`); ``base_blocks`` is a column too (where a depth sweep is tuned). A
+record without one of those keys (written before it existed) gets the default, which is what it ran with (:data:`AXIS_DEFAULTS`). They are part of
 every key (:data:`GROUP`, :data:`CELL`, :data:`RUN`), so runs that differ in any axis are never
 taken for duplicates; NA is a value of a key like any other (every groupby here passes
 ``dropna=False``, see :func:`groupby`).
@@ -255,8 +255,8 @@ def settings(config) -> dict:
 
 def variants(scopes: list[tuple], configs: list) -> list[str | None]:
     """Per run (its values of :data:`VARIANT_SCOPE`, its config), the settings (:func:`settings`)
-    that take more than one value among the runs of its scope, as ``key=value, …`` (None where none varies).
-    A key that some runs lack (another model's or schedule's) is compared only among those that
+    that take more than one value among the runs of its scope, as ``key=value, …`` (None where
+    none varies). A key that some runs lack (another model's or schedule's) is compared only among those that
     have it. This is what keeps runs that differ in a setting without a column of its own apart."""
     flats = [settings(c) for c in configs]
     values: dict[tuple, dict[str, set]] = {}
@@ -267,12 +267,8 @@ def variants(scopes: list[tuple], configs: list) -> list[str | None]:
     out = []
     for scope, flat in zip(scopes, flats):
         varying = sorted(k for k, vs in values[scope].items() if len(vs) > 1 and k in flat)
-        out.append(", ".join(f"{k}={_setting(flat[k])}" for k in varying) or None)
+        out.append(", ".join(f"{k}={flat[k]}" for k in varying) or None)  # str(float): exact, shortest
     return out
-
-
-def _setting(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _row(record: dict, path: Path) -> dict:
@@ -310,7 +306,7 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
     paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if not paths:
         raise RecordError("no sweep dir given")
-    rows, unreadable, seen, unfinished = [], [], set(), []
+    rows, configs, unreadable, seen, unfinished = [], [], [], set(), []
     for root in paths:
         if not root.is_dir():
             raise RecordError(f"{root} is not a directory")
@@ -322,6 +318,7 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
             record, why = R.load_record(run_dir)
             if record is not None:
                 rows.append(_row(record, run_dir))
+                configs.append(record.get("config"))
             else:
                 unreadable.append((str(path), why or "vanished while reading"))
         for marker in R.STARTED_MARKERS:
@@ -330,7 +327,6 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
                 if run_dir not in seen:
                     seen.add(run_dir)
                     unfinished.append(str(path.parent))
-    configs = [json.loads(r["config"]) if r["config"] else None for r in rows]
     for r, v in zip(rows, variants([tuple(r[c] for c in VARIANT_SCOPE) for r in rows], configs)):
         r["variant"] = v
     runs = _tidy(rows)

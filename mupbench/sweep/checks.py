@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from mupbench.sweep.grouping import groups_of_jobs
 
-
 # what each option of conf/budget_arm sets (tests/analysis/test_budget.py holds the arms to it)
 ARM_KEYS = ("model.width_mult", "train.steps")
 

@@ -17,9 +17,9 @@ import json
 import logging
 import math
 import queue
-from collections import Counter
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

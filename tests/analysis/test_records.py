@@ -175,8 +175,8 @@ def test_runs_that_differ_only_in_a_setting_without_a_column_are_kept_apart_and_
     """A batch size, a warmup fraction, a base depth: each run is its own curve (a "variant"),
     never a conflict; a key that does not change the numbers (threads, the sweep's name) and a key
     absent from an older record at its default make no variant."""
-    cases = {"b16": dict(), "b32": dict(batch=32), "base4": dict(base_blocks=4), "follows": dict(follows=True),
-             "w05": dict(warmup=0.05), "w10": dict(warmup=0.1), "threads": dict(threads=2, name="b")}
+    cases = {"b16": {}, "b32": {"batch": 32}, "base4": {"base_blocks": 4}, "follows": {"follows": True},
+             "w05": {"warmup": 0.05}, "w10": {"warmup": 0.1}, "threads": {"threads": 2, "name": "b"}}
     for zeta in (1.0, 2.0):
         for name, kw in cases.items():
             cfg = _setting_config(**kw)
@@ -185,18 +185,18 @@ def test_runs_that_differ_only_in_a_setting_without_a_column_are_kept_apart_and_
             write_run(tmp_path / f"{name}-{zeta}", setup="transformer_tokens", zeta=zeta, config=cfg, fingerprint=fp,
                       finished_at="2025-01-02" if name == "threads" else "2025-01-01")
     sweep = A.load_sweep(tmp_path)
-    runs = sweep.runs.assign(case=lambda d: d["run_dir"].map(lambda p: Path(p).name.split("-")[0]))
-    assert sweep.duplicates == 2 and sweep.conflicts == 0 and len(runs) == 12  # threads' records replace b16's
-    got = runs.groupby("case")["variant"].agg(lambda v: sorted(set(v.fillna("NA"))))
+    kept = sweep.runs.assign(case=lambda d: d["run_dir"].map(lambda p: Path(p).name.split("-")[0]))
+    assert sweep.duplicates == 2 and sweep.conflicts == 0 and len(kept) == 12  # threads' records replace b16's
+    got = kept.groupby("case")["variant"].agg(lambda v: sorted(set(v.fillna("NA"))))
     constant = "model.base_blocks={}, parametrization.depth_wd_follows_lr={}, train.batch_size={}"
     assert got.to_dict() == {
         "threads": [constant.format(2, False, 16)], "b32": [constant.format(2, False, 32)],
         "base4": [constant.format(4, False, 16)], "follows": [constant.format(2, True, 16)],
         "w05": ["schedule.warmup_frac=0.05"], "w10": ["schedule.warmup_frac=0.1"],  # compared within cosine only
     }
-    assert "variant" in A.records.GROUP and A.varying_axes(runs) == ["schedule", "variant", "width_mult"]
-    assert len(A.seed_stats(runs)) == 12  # 6 curves (threads = b16) × 2 widths
-    t2 = A.table2_display(A.table2(runs))
+    assert "variant" in A.records.GROUP and A.varying_axes(kept) == ["schedule", "variant", "width_mult"]
+    assert len(A.seed_stats(kept)) == 12  # 6 curves (threads = b16) × 2 widths
+    t2 = A.table2_display(A.table2(kept))
     assert "other settings" in t2.columns and t2["other settings"].str.contains("train.batch_size=32").any()
 
 
