@@ -122,6 +122,26 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # experiment trackers (conf/logger/)
 
 
+# the coordinate check's own keys (``python -m mupbench.coord_check``, conf/coord_check.yaml;
+# mupbench.coordinates runs it), registered with the rest so that any compose finds them
+@dataclass
+class CoordCheckOptions:
+    widths: List[float] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    steps: List[int] = field(default_factory=lambda: [0, 3, 6, 9, 12])  # record at these steps
+    seeds: List[int] = field(default_factory=lambda: [0])
+    parametrizations: List[str] = field(default_factory=lambda: ["sp", "mup"])
+    max_slope: float = 0.25  # the slope above which a coordinate counts as growing with width (or depth)
+    out: Optional[str] = None  # where to write; None = the Hydra run dir
+    axis: str = "width"  # width: over coord.widths | depth: over coord.blocks at model.width_mult
+    blocks: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # model.blocks of axis=depth
+    depth_alphas: List[Optional[float]] = field(default_factory=lambda: [None, 0.5, 1.0])  # axis=depth: the rules compared
+
+
+@dataclass
+class CoordCheckConfig(Config):
+    coord: CoordCheckOptions = field(default_factory=CoordCheckOptions)
+
+
 def schema_name(group: str, option: str | None = None) -> str:
     """The ConfigStore name of a group option's schema: a top-level name (no group), so that
     ``--help`` and shell completion list only the real options; conf/<group>/<option>.yaml
@@ -143,6 +163,7 @@ def _register_group(cs: ConfigStore, group: str, registry: dict[str, str]) -> No
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
+    cs.store(name="coord_check_schema", node=CoordCheckConfig)
     cs.store(name=schema_name("parametrization"), node=ParametrizationConfig)
     cs.store(name=schema_name("optimizer", "adam"), node=AdamConfig)
     cs.store(name=schema_name("optimizer", "sgd"), node=SGDConfig)

@@ -11,7 +11,6 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mupbench.cli import hydra_app
-import mupbench.coordinates  # noqa: F401  (registers coord_check_schema)
 
 
 def _task(cfg: DictConfig) -> None:

@@ -27,12 +27,11 @@ from typing import Callable, Iterable, List, Optional
 import numpy as np
 import pandas as pd
 import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from mupbench import parametrization as P
 from mupbench.assemble import build_run, generator, optimizer_groups, resolve_device
-from mupbench.config import Config, validate
+from mupbench.config import CoordCheckOptions, validate
 from mupbench.data import load_splits
 from mupbench.optim import build_optimizer
 
@@ -45,25 +44,6 @@ AXES = ("width", "depth")
 PlanHook = Callable[[list], list]  # list[ParamPlan] -> list[ParamPlan]
 
 
-@dataclass
-class CoordCheckOptions:
-    widths: List[float] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
-    steps: List[int] = field(default_factory=lambda: [0, 3, 6, 9, 12])  # record at these steps
-    seeds: List[int] = field(default_factory=lambda: [0])
-    parametrizations: List[str] = field(default_factory=lambda: ["sp", "mup"])
-    max_slope: float = 0.25  # the slope above which a coordinate counts as growing with width (or depth)
-    out: Optional[str] = None  # where to write; None = the Hydra run dir
-    axis: str = "width"  # width: over coord.widths | depth: over coord.blocks at model.width_mult
-    blocks: List[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # model.blocks of axis=depth
-    depth_alphas: List[Optional[float]] = field(default_factory=lambda: [None, 0.5, 1.0])  # axis=depth: the rules compared
-
-
-@dataclass
-class CoordCheckConfig(Config):
-    coord: CoordCheckOptions = field(default_factory=CoordCheckOptions)
-
-
-ConfigStore.instance().store(name="coord_check_schema", node=CoordCheckConfig)
 
 
 def _mean_abs(t) -> torch.Tensor | None:

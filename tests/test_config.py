@@ -29,10 +29,7 @@ def test_every_key_has_a_rule_and_every_rule_a_key(title, schema, checks, prefix
 
 
 def test_coord_rules_cover_the_coord_schema():
-    try:
-        from mupbench.coordinates import CoordCheckOptions
-    except ImportError:  # before the coordinate check's library moved out of the entrypoint
-        from mupbench.coord_check import CoordCheckOptions
+    from mupbench.config import CoordCheckOptions
 
     assert {f.name for f in dataclasses.fields(CoordCheckOptions)} == set(C.COORD_CHECKS)
 
