@@ -175,7 +175,7 @@ def test_draw_budget_writes_png_and_pdf(tmp_path):
 # ---- the presets ------------------------------------------------------------------------------
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-PRESETS = ["mlp_california_budget", "transformer_shakespeare_budget", "mlp_california_budget_quick",
+PRESETS = ["mlp_california_budget", "transformer_shakespeare_budget", "mlp_california_budget_cpu", "mlp_california_budget_quick",
            "transformer_shakespeare_budget_quick"]
 
 
