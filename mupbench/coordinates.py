@@ -20,9 +20,8 @@ width: 0 = width-stable, 1 = grows like the width), :func:`assert_width_stable` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-MIN_SEEDS = 3  # the fewest seeds whose bootstrap is more than a handful of distinct resamples (10; two seeds: 3)
-
 from .records import INIT, group_keys, groupby, with_axes
+
+MIN_SEEDS = 3  # the fewest seeds whose bootstrap is more than a handful of distinct resamples (10; two seeds: 3)
 
 CHUNK = 512  # resamples gathered at once (bounds memory: CHUNK × widths × seeds × k floats)
 

@@ -144,7 +144,7 @@ def sweep_figures(runs: pd.DataFrame, optima: pd.DataFrame | None = None, axis: 
         values = dict(zip(keys, key))
         parts = [values["setup"]] + ([values["optimizer"]] if many_opt else [])
         parts += [f"{SHORT[c]}{_stem_value(c, values[c])}" for c in split] + (["depth"] if axis == "blocks" else [])
-        stem = re.sub(r"[^\w=+-]", "", "_".join(parts).replace(".", "p"))  # a dot would read as the file's suffix
+        stem = re.sub(r"[^\w=+-]", "", "_".join(parts).replace(".", "p").replace(",", "_"))  # a dot would read as the suffix
         title = "".join(f", {AXIS_LABELS[c]} = {axis_value(c, values[c])}" for c in split)
         out[stem] = plot_sweep(g, values["setup"], values["optimizer"], axis=axis, title=title, **kw)
         if optima is not None:

@@ -117,7 +117,7 @@ def varies(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
 def with_axes(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with every axis column (a frame built by hand may lack some: each gets its
     default, so that the keys exist)."""
-    lack = [c for c in [*AXIS_SOURCES, "steps", "variant"] if c not in runs.columns]
+    lack = [c for c in dict.fromkeys([*AXIS_SOURCES, *AXES]) if c not in runs.columns]
     if not lack:
         return runs
     return runs.assign(**{c: pd.Series(AXIS_DEFAULTS.get(c), index=runs.index, dtype=COLUMNS[c]) for c in lack})
@@ -244,7 +244,7 @@ def settings(config) -> dict:
             if isinstance(v, dict):
                 walk(v, f"{prefix}{k}.")
             else:
-                flat[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list) else v
+                flat[f"{prefix}{k}"] = json.dumps(v, separators=(",", ":")) if isinstance(v, list) else v  # no ", " inside
 
     walk(R.numbers_config(config), "")
     for section, defaults in R.ADDED_LATER.items():
@@ -331,7 +331,7 @@ def load_sweep(paths: str | Path | Iterable[str | Path]) -> Sweep:
         r["variant"] = v
     runs = _tidy(rows)
     kept = _dedupe(runs)
-    # a repeated run key whose records hold different configs: two experiments mixed together
+    # a repeated run key (every setting equal, variant included) whose records hold different fingerprints
     fps = runs.dropna(subset=["fingerprint"]).pipe(groupby, RUN)["fingerprint"].nunique()
     return Sweep(runs=kept, unfinished=unfinished, unreadable=unreadable, duplicates=len(runs) - len(kept),
                  conflicts=int((fps > 1).sum()))

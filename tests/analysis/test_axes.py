@@ -136,10 +136,10 @@ def test_the_report_draws_and_names_the_axes(kind, tmp_path, capsys):
         paths = A.save_figure(A.sweep_figures(two)[stems[0]], tmp_path / "figures" / stems[0])
         assert [p.name for p in paths] == [f"{stems[0]}.png", f"{stems[0]}.pdf"]
         batches = runs[runs["wd_mode"] == "coupled"]  # a setting without a column of its own: a variant
-        batches = pd.concat([batches.assign(variant=f"train.batch_size={b}, schedule.warmup_frac=0.05") for b in (16, 32)],
-                            ignore_index=True)
-        assert list(A.sweep_figures(batches)) == ["mlp_parabola_train-batch_size=16_schedule-warmup_frac=0p05",
-                                                  "mlp_parabola_train-batch_size=32_schedule-warmup_frac=0p05"]
+        batches = pd.concat([batches.assign(variant=f"optimizer.betas=[0.9,{b2}], train.batch_size={b}") for b, b2 in
+                             ((16, 0.99), (32, 0.999))], ignore_index=True)
+        assert set(A.sweep_figures(batches)) == {"mlp_parabola_optimizer-betas=0p9_0p99_train-batch_size=16",
+                                                 "mlp_parabola_optimizer-betas=0p9_0p999_train-batch_size=32"}
         assert "wd mode ∈ {coupled, independent}" in page and "<th>wd mode</th>" in page
         assert "Does the optimal k transfer across depth?" not in page and not (out / "transfer_depth.csv").exists()
         assert "mlp_parabola μP adam wd mode = coupled [min_val_loss]: drifts to smaller k over ζ 1–4" in stdout

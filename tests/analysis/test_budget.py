@@ -206,6 +206,11 @@ def test_short_runs_steps_follow_from_the_presets_own_grid(preset):
         assert short == {"model": {"width_mult": target["model"]["width_mult"]},
                          "train": {"steps": max(1, math.floor(float(beta) * T / (K * R)))}}, (preset, beta)
         assert B.nominal_beta(short["train"]["steps"], K, R, T) == float(beta)
+    # what the sweep refuses to see overridden beside them (mupbench.sweep.checks) is what they set
+    from mupbench.sweep.checks import ARM_KEYS
+
+    set_keys = {f"{section}.{key}" for arm in arms for section, node in _arm(arm).items() for key in node}
+    assert set_keys == set(ARM_KEYS), preset
 
 
 @pytest.mark.parametrize("preset", PRESETS)

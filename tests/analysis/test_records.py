@@ -194,6 +194,7 @@ def test_runs_that_differ_only_in_a_setting_without_a_column_are_kept_apart_and_
         "base4": [constant.format(4, False, 16)], "follows": [constant.format(2, True, 16)],
         "w05": ["schedule.warmup_frac=0.05"], "w10": ["schedule.warmup_frac=0.1"],  # compared within cosine only
     }
+    assert A.records.settings({"optimizer": {"betas": [0.9, 0.99]}})["optimizer.betas"] == "[0.9,0.99]"  # no ", " inside
     assert "variant" in A.records.GROUP and A.varying_axes(kept) == ["schedule", "variant", "width_mult"]
     assert len(A.seed_stats(kept)) == 12  # 6 curves (threads = b16) × 2 widths
     t2 = A.table2_display(A.table2(kept))
